@@ -1,0 +1,1 @@
+"""Reference runner for low-rank and orthogonal fine-tuning research (LoFT, LOFT)."""

@@ -1,0 +1,141 @@
+"""LoFT-AdamW (Tastan et al. 2026, Algorithm 1 with the corrections in DESIGN.md).
+
+Features, each a switch for the ablations of Figure 2 / Figure 6 / Tables 6-7:
+- alternate (BB1): move one factor per step, A (= V) first.
+- scale_gradients (BB2): g_U (V^T V)^+ and g_V (U^T U)^+ (pseudo-inverse, so a zero
+  factor such as LoRA's B = 0 is harmless).
+- calibrate_momentum (BB3): m <- m C when the other factor moves.
+- calibrate_second_moment (BB4): packed cross terms p_i <- C^T p_i C.
+- project_update (BB5): rebuild the dense Adam update m~ / (sqrt(v~) + eps) row-chunk by
+  row-chunk and project it onto the factor's subspace. False = "LoFT simple": Adam in factor
+  space on the scaled, calibrated gradients (no cross terms, ~LoRA memory).
+- projected_clipping (BB6): see `clip_grad_norm_`.
+
+Engineering beyond the paper:
+- Cross terms are stored packed (r(r+1)/2 per row, not r^2); previous iterates are not
+  stored (calibration happens right after a factor moves).
+- Reconstruction is a GEMM (rows x R) @ (R x n) per chunk, batched over all layers of one
+  shape, so a step is a handful of kernels per shape, not a loop over layers.
+- Float32 safety: round-off makes the cross terms slightly indefinite and v~ can reach 0
+  where m~ does not, which blows the update up (the paper's own Figure 2 problem diverges
+  this way). Adam's invariant m_k^2 <= K_k v_k (Cauchy-Schwarz, K_k below) holds exactly for
+  the calibrated m~, v~, so clamping v~ >= m~^2 / K_k is a no-op in exact arithmetic and
+  bounds every update entry like Adam's.
+- Any LoRA scaling: the factors are handled as U = scale * B.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+
+from .base import Factors, LowRankPairOptimizer
+from .packed import congruence_matrix, pack_outer, packed_size, reconstruction_matrix
+from .pairs import PairGroup
+
+
+def adam_moment_bound(beta1: float, beta2: float, step: int) -> float:
+    """K_k with m_k^2 <= K_k v_k for m_k = (1-b1) sum b1^(k-i) g_i, v_k = (1-b2) sum b2^(k-i) g_i^2."""
+    rho = beta1**2 / beta2
+    series = float(step) if rho == 1 else (1 - rho**step) / (1 - rho)
+    return (1 - beta1) ** 2 / (1 - beta2) * series
+
+
+class LoFTAdamW(LowRankPairOptimizer):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        pairs: Sequence = (),
+        alternate: bool = True,
+        scale_gradients: bool = True,
+        calibrate_momentum: bool = True,
+        calibrate_second_moment: bool = True,
+        project_update: bool = True,
+        projected_clipping: bool = True,
+        chunk_elements: int = 1 << 24,
+    ):
+        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid LoFTAdamW hyperparameters lr={lr} betas={betas} eps={eps} wd={weight_decay}")
+        if calibrate_second_moment and not project_update:
+            raise ValueError(
+                "calibrate_second_moment needs project_update=True (the cross terms only serve the "
+                "reconstructed full update); LoFT-simple is project_update=False, calibrate_second_moment=False"
+            )
+        self.calibrate_momentum = calibrate_momentum
+        self.calibrate_second_moment = calibrate_second_moment
+        self.project_update = project_update
+        self.chunk_elements = chunk_elements
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        super().__init__(params, defaults, pairs, alternate, scale_gradients, projected_clipping)
+
+    def _plain_hypers(self, group: dict) -> dict:
+        return {k: group[k] for k in ("lr", "betas", "eps", "weight_decay")}
+
+    def _make_plain_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(groups)
+
+    def _init_state(self, g: PairGroup, f: Factors) -> dict[str, torch.Tensor]:
+        second = packed_size(f.U.shape[-1]) if self.project_update else f.U.shape[-1]
+        return {
+            "exp_avg_U": torch.zeros_like(f.U),
+            "exp_avg_V": torch.zeros_like(f.V),
+            "second_U": f.U.new_zeros(*f.U.shape[:-1], second),  # packed cross terms or factor v
+            "second_V": f.V.new_zeros(*f.V.shape[:-1], second),
+        }
+
+    def _accumulate(self, g: PairGroup, f: Factors, grad_U: torch.Tensor, grad_V: torch.Tensor) -> None:
+        beta1, beta2 = self.param_groups[g.group_index]["betas"]
+        for side, grad in (("U", grad_U), ("V", grad_V)):
+            g.state[f"exp_avg_{side}"].mul_(beta1).add_(grad, alpha=1 - beta1)
+            second = g.state[f"second_{side}"].mul_(beta2)
+            if self.project_update:
+                second.add_(pack_outer(grad), alpha=1 - beta2)
+            else:
+                second.addcmul_(grad, grad, value=1 - beta2)
+
+    def _rows_per_chunk(self, layers: int, cols: int) -> int:
+        return max(1, self.chunk_elements // max(1, layers * cols))
+
+    def _direction(self, g: PairGroup, f: Factors, side: str) -> torch.Tensor:
+        hp = self.param_groups[g.group_index]
+        beta1, beta2 = hp["betas"]
+        k = self._step_count
+        bc1, bc2 = 1 - beta1**k, 1 - beta2**k
+        exp_avg, second = g.state[f"exp_avg_{side}"], g.state[f"second_{side}"]
+        if not self.project_update:  # Adam in factor space (LoFT simple)
+            return (exp_avg / bc1) / ((second / bc2).sqrt() + hp["eps"])
+        other, pinv = (f.V, f.pinv_gram_V) if side == "U" else (f.U, f.pinv_gram_U)
+        return self._projected_adam(exp_avg, second, other, pinv, bc1, bc2, hp["eps"],
+                                    adam_moment_bound(beta1, beta2, k))
+
+    def _projected_adam(self, exp_avg, cross, other, pinv, bc1, bc2, eps, bound) -> torch.Tensor:
+        """Delta = [m~/bc1 / (sqrt(v~/bc2) + eps)] V (V^T V)^+ with m~ = exp_avg V^T and
+        v~_ij = V_j^T p_i V_j, built `rows` rows at a time so the dense transient stays small."""
+        layers, rows_total, _ = exp_avg.shape
+        other_t = other.mT                    # L x r x n
+        recon = reconstruction_matrix(other)  # L x R x n
+        project = other @ pinv                # L x n x r
+        out = torch.empty_like(exp_avg)
+        step = self._rows_per_chunk(layers, other.shape[-2])
+        for i in range(0, rows_total, step):
+            m_full = exp_avg[:, i : i + step] @ other_t
+            v_full = cross[:, i : i + step] @ recon
+            v_full = torch.maximum(v_full, m_full.square().div_(bound))  # float32 safety, see module doc
+            denom = v_full.div_(bc2).sqrt_().add_(eps)
+            out[:, i : i + step] = m_full.div_(denom).div_(bc1) @ project
+        return out
+
+    def _calibrate(self, g: PairGroup, side: str, c: torch.Tensor) -> None:
+        if self.calibrate_momentum:
+            exp_avg = g.state[f"exp_avg_{side}"]
+            exp_avg.copy_(exp_avg @ c)
+        if self.calibrate_second_moment:
+            cross = g.state[f"second_{side}"]
+            congruence = congruence_matrix(c)
+            step = self._rows_per_chunk(cross.shape[0], cross.shape[-1])
+            for i in range(0, cross.shape[1], step):
+                cross[:, i : i + step] = cross[:, i : i + step] @ congruence
