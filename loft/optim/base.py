@@ -167,7 +167,7 @@ class LowRankPairOptimizer(torch.optim.Optimizer):
         if not self.projected_clipping:
             return torch.nn.utils.clip_grad_norm_(params, max_norm)
         paired = {id(t) for g in self._groups for t in (*g.Bs, *g.As)}
-        sq = [p.grad.detach().float().pow(2).sum() for p in params if id(p) not in paired]
+        sq = [p.grad.detach().to(self._work_dtype(p)).pow(2).sum() for p in params if id(p) not in paired]
         for g in self._groups:
             f = self._factors(g)
             for side in self._sides_to_update():
@@ -175,8 +175,11 @@ class LowRankPairOptimizer(torch.optim.Optimizer):
                     (f.grad_U, f.pinv_gram_V, f.V) if side == "U" else (f.grad_V, f.pinv_gram_U, f.U)
                 )
                 scaled = grad @ pinv  # ||scaled other^T||^2 = tr(scaled^T scaled other^T other)
-                sq.append(((scaled.mT @ scaled) * (other.mT @ other)).sum().float())
-        total = torch.stack(sq).sum().sqrt() if sq else torch.zeros(())
+                sq.append(((scaled.mT @ scaled) * (other.mT @ other)).sum())
+        if not sq:
+            return torch.zeros(())
+        widest = max((t.dtype for t in sq), key=lambda d: torch.finfo(d).bits)
+        total = torch.stack([t.to(widest) for t in sq]).sum().sqrt()
         coef = max_norm / (total + 1e-6)
         if coef < 1:
             torch._foreach_mul_([p.grad for p in params], coef.item())

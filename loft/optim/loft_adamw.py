@@ -109,8 +109,11 @@ class LoFTAdamW(LowRankPairOptimizer):
         if not self.project_update:  # Adam in factor space (LoFT simple)
             return (exp_avg / bc1) / ((second / bc2).sqrt() + hp["eps"])
         other, pinv = (f.V, f.pinv_gram_V) if side == "U" else (f.U, f.pinv_gram_U)
-        return self._projected_adam(exp_avg, second, other, pinv, bc1, bc2, hp["eps"],
-                                    adam_moment_bound(beta1, beta2, k))
+        # The invariant needs m~ and v~ built from the same projected gradients, i.e. both
+        # calibrated or neither; a mixed ablation only gets v~ >= 0.
+        same_history = self.calibrate_momentum == self.calibrate_second_moment
+        bound = adam_moment_bound(beta1, beta2, k) if same_history else float("inf")
+        return self._projected_adam(exp_avg, second, other, pinv, bc1, bc2, hp["eps"], bound)
 
     def _projected_adam(self, exp_avg, cross, other, pinv, bc1, bc2, eps, bound) -> torch.Tensor:
         """Delta = [m~/bc1 / (sqrt(v~/bc2) + eps)] V (V^T V)^+ with m~ = exp_avg V^T and
@@ -124,7 +127,8 @@ class LoFTAdamW(LowRankPairOptimizer):
         for i in range(0, rows_total, step):
             m_full = exp_avg[:, i : i + step] @ other_t
             v_full = cross[:, i : i + step] @ recon
-            v_full = torch.maximum(v_full, m_full.square().div_(bound))  # float32 safety, see module doc
+            floor = m_full.square().div_(bound) if bound != float("inf") else torch.zeros_like(v_full)
+            v_full = torch.maximum(v_full, floor)  # float32 safety, see module doc
             denom = v_full.div_(bc2).sqrt_().add_(eps)
             out[:, i : i + step] = m_full.div_(denom).div_(bc1) @ project
         return out

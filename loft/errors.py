@@ -1,0 +1,9 @@
+"""Errors the runner turns into one clear line (run.py prints them and exits with 2)."""
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the fix."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive non-finite steps; the message names the step, method and last finite loss."""

@@ -1,0 +1,118 @@
+"""Method registry: a method = how the model is wrapped (adapter) + which optimizer trains it.
+
+A method config (`conf/method/<name>.yaml`) names an adapter kind and an optimizer kind
+with their keyword arguments; adding a method is one config file, plus one entry below if
+it needs a new adapter or optimizer kind. Tasks never see which method they run.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import peft
+import torch
+from omegaconf import OmegaConf
+
+from loft.errors import ConfigError
+from loft.optim import LoFTAdamW, LoFTMuon, lora_pairs
+
+
+@dataclass
+class Method:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    trainable_params: int
+    info: dict = field(default_factory=dict)
+
+
+def layer_shape(module: torch.nn.Module) -> tuple[int, int] | None:
+    """(out, in) of a Linear-like layer, GPT-2's Conv1D included (its weight is in x out)."""
+    if isinstance(module, torch.nn.Linear):
+        return module.out_features, module.in_features
+    if type(module).__name__ == "Conv1D":
+        n_in, n_out = module.weight.shape
+        return n_out, n_in
+    return None
+
+
+def targeted_layers(model: torch.nn.Module, targets: list[str]) -> dict[str, tuple[int, int]]:
+    found = {}
+    for name, module in model.named_modules():
+        shape = layer_shape(module)
+        if shape and any(name == t or name.endswith("." + t) for t in targets):
+            found[name] = shape
+    return found
+
+
+def check_rank(model: torch.nn.Module, targets: list[str], rank: int) -> None:
+    layers = targeted_layers(model, targets)
+    if not layers:
+        raise ConfigError(f"no layer matches target_modules={targets}; set method.target_modules to names in this model")
+    name, (m, n) = min(layers.items(), key=lambda kv: min(kv[1]))
+    if rank > min(m, n):
+        raise ConfigError(f"rank={rank} exceeds min(m, n)={min(m, n)} of layer {name} ({m}x{n}); choose rank<={min(m, n)}")
+
+
+def _full(model, cfg, targets, rank):
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model, {}
+
+
+def _peft(model, cfg, targets, rank):
+    config_cls = getattr(peft, cfg.config)
+    kwargs = OmegaConf.to_container(cfg.kwargs, resolve=True)
+    kwargs.setdefault("target_modules", targets)
+    check_rank(model, kwargs["target_modules"], rank)
+    wrapped = peft.get_peft_model(model, config_cls(**kwargs))
+    return wrapped, {"peft_config": cfg.config}
+
+
+ADAPTERS = {"none": _full, "peft": _peft}
+
+
+def _adamw(model, params, hp, kwargs):
+    return torch.optim.AdamW(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"], weight_decay=hp["weight_decay"], **kwargs)
+
+
+def _loft_adamw(model, params, hp, kwargs):
+    return LoFTAdamW(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"], weight_decay=hp["weight_decay"],
+                     pairs=lora_pairs(model), **kwargs)
+
+
+def _loft_muon(model, params, hp, kwargs):
+    return LoFTMuon(params, lr=hp["lr"], weight_decay=hp["weight_decay"], adamw_betas=hp["betas"],
+                    adamw_eps=hp["eps"], pairs=lora_pairs(model), **kwargs)
+
+
+OPTIMIZERS = {"adamw": _adamw, "loft_adamw": _loft_adamw, "loft_muon": _loft_muon}
+SHARDING_ENGINES = ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+
+
+def refuse_sharding(method_name: str) -> None:
+    engine = next((e for e in SHARDING_ENGINES if os.environ.get(e, "").lower() in ("1", "true")), None)
+    if engine:
+        raise ConfigError(
+            f"method={method_name} cannot run under {engine.split('_')[-1]}: LoFT needs each LoRA pair (B, A) "
+            "whole on every rank, and sharding splits them; launch with plain DDP (accelerate launch --multi_gpu run.py ...)"
+        )
+
+
+def build_method(method_cfg, model: torch.nn.Module, default_targets: list[str], rank: int, hp: dict) -> Method:
+    """Wrap `model` and build its optimizer. `hp`: lr, betas, eps, weight_decay from trainer.*"""
+    adapter, opt = method_cfg.adapter, method_cfg.optimizer
+    if adapter.kind not in ADAPTERS:
+        raise ConfigError(f"unknown adapter kind {adapter.kind!r} in method={method_cfg.name}; one of {sorted(ADAPTERS)}")
+    if opt.kind not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer kind {opt.kind!r} in method={method_cfg.name}; one of {sorted(OPTIMIZERS)}")
+    if opt.kind.startswith("loft"):
+        refuse_sharding(method_cfg.name)
+    targets = list(method_cfg.get("target_modules") or default_targets)
+    model, info = ADAPTERS[adapter.kind](model, adapter, targets, rank)
+    params = [p for p in model.parameters() if p.requires_grad]
+    kwargs = OmegaConf.to_container(opt.kwargs, resolve=True) if opt.get("kwargs") else {}
+    optimizer = OPTIMIZERS[opt.kind](model, params, hp, kwargs)
+    if opt.kind.startswith("loft") and not lora_pairs(model):
+        raise ConfigError(f"method={method_cfg.name} found no LoRA pairs to optimise; its adapter must be LoRA")
+    info["target_modules"] = targets
+    return Method(model, optimizer, sum(p.numel() for p in params), info)

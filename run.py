@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Experiment runner: one Hydra job = one (model, task, method, rank, seed) = one JSON record.
+
+    python run.py                                   # LoFT on the paper's Figure 2 problem
+    python run.py method=loft rank=4 task=wikitext2 model=smollm2_135m
+    python run.py -m method=full,lora,loft task=matfac
+    python run.py -m rank=1,2,4,16                  # sweep
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from loft.config import register_resolvers
+
+CONF = Path(__file__).resolve().parent / "conf"
+CHECKED_GROUPS = ("model", "task", "method", "trainer", "logger")
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """Name the fix for a mistyped group choice in one line, before Hydra's longer message."""
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        name = name.lstrip("+~")
+        if not sep or name not in CHECKED_GROUPS:
+            continue
+        options = sorted(p.stem for p in (CONF / name).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in options:
+                sys.exit(f"error: unknown {name} '{choice}'; choose one of: {', '.join(options)}")
+
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from loft.errors import ConfigError, TrainingDiverged
+    from loft.runner import run
+    from tasks.base import DataMissingError
+
+    try:
+        run(cfg)
+    except (ConfigError, DataMissingError, TrainingDiverged) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    check_group_choices(sys.argv[1:])
+    main()

@@ -1,0 +1,69 @@
+"""The LoFT paper's simulated experiment (Section 2.5, Figure 2).
+
+f(W) = ||W - A||_F^2 with rank(A) = r, W in R^{m x n}, W0 = 0. W is an ordinary nn.Linear,
+so every method (full, LoRA, LoFT, DoRA, ...) adapts it through the same code path as a
+language model; the "forward pass" reads the effective weight off the layer by feeding the
+identity, which works for any adapter that wraps a Linear.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+
+from .base import ModelBundle, Task
+
+
+class MatFacModel(torch.nn.Module):
+    def __init__(self, m: int, n: int):
+        super().__init__()
+        self.W = torch.nn.Linear(n, m, bias=False)
+        torch.nn.init.zeros_(self.W.weight)  # the paper starts from W = 0
+
+    def effective_weight(self) -> torch.Tensor:
+        p = next(self.parameters())
+        eye = torch.eye(self.W.in_features, dtype=p.dtype, device=p.device)
+        return self.W(eye).T  # Linear(x) = x W^T, so W(I)^T = W (plus any adapter delta)
+
+    def forward(self, *_args, **_kwargs) -> torch.Tensor:
+        return self.effective_weight()
+
+
+class MatFacTask(Task):
+    def __init__(self, name: str = "matfac", target_rank: int = 8, target_seed: int = 1234,
+                 max_train_samples=None, eval_limit=None):
+        self.name = name
+        self.target_rank = target_rank
+        self.target_seed = target_seed
+        self.target = None
+
+    def build_model(self, model_cfg) -> ModelBundle:
+        if model_cfg.get("loader") != "matfac":
+            raise ValueError(f"task=matfac optimises a matrix, not model={model_cfg.name}; use model=matfac")
+        return ModelBundle(MatFacModel(model_cfg.m, model_cfg.n), None, ["W"], "matfac")
+
+    def setup(self, bundle: ModelBundle, data_dir: str) -> None:
+        layer = bundle.model.W
+        m, n = layer.out_features, layer.in_features
+        # The target is fixed by its own seed so every method and run seed sees the same A.
+        gen = torch.Generator().manual_seed(self.target_seed)
+        x = torch.randn(m, self.target_rank, generator=gen, dtype=torch.float64)
+        y = torch.randn(n, self.target_rank, generator=gen, dtype=torch.float64)
+        self.target = x @ y.T / math.sqrt(self.target_rank)  # entries of unit variance
+
+    def num_train_examples(self) -> int:
+        return 1  # one deterministic full gradient per step
+
+    def train_batches(self, micro_batch_size: int, epoch: int, seed: int) -> Iterator[dict]:
+        yield {}
+
+    def loss(self, model, batch) -> torch.Tensor:
+        w = model()
+        return (w - self.target.to(w)).square().sum()
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict[str, float]:
+        w = model().double()
+        err = (w - self.target).square().sum().item()
+        return {"loss": err, "relative_error": math.sqrt(err) / self.target.norm().item()}

@@ -1,0 +1,126 @@
+"""WikiText-2 causal language modelling: fine-tune, then report perplexity.
+
+Protocol of LoFT (Tastan et al.) App. E.4 / Tables 14-15, the usual GPT-2 recipe
+(HF `run_clm`): the whole split is tokenised as one stream, cut into non-overlapping
+`block_size` blocks (remainder dropped), labels = inputs (the model shifts them), and
+perplexity = exp(total NLL / total predicted tokens) over the eval blocks.
+
+Data: `<data_dir>/<train_file>` and `<data_dir>/<eval_file>` in the canonical raw layout
+(`scripts/prepare_data.py wikitext2` writes it); with `source=auto` a missing canonical
+file is fetched from the hub (`wikitext`/`wikitext-2-raw-v1`) when it is reachable.
+Offline only `lm/wiki.test.raw` exists, so train on another local corpus, e.g.
+`task.train_file=lm/tinyshakespeare.txt`.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tasks.base import DataMissingError, ModelBundle, Task
+
+HUB_DATASET = ("wikitext", "wikitext-2-raw-v1")
+HUB_SPLITS = {"wiki.train.raw": "train", "wiki.valid.raw": "validation", "wiki.test.raw": "test"}
+
+
+def hub_rows_to_raw(rows) -> str:
+    """The hub stores one row per line of the raw file, with its blank lines (" \\n") as ""."""
+    return "".join(row if row else " \n" for row in rows)
+
+
+class Wikitext2Task(Task):
+    name = "wikitext2"
+
+    def __init__(self, name: str = "wikitext2", block_size: int = 1024,
+                 train_file: str = "lm/wiki.train.raw", eval_file: str = "lm/wiki.test.raw",
+                 source: str = "auto", max_train_samples: int | None = None,
+                 eval_limit: int | None = None, eval_batch_size: int = 8):
+        if source not in ("auto", "local", "hub"):
+            raise ValueError(f"task.source={source!r}: use auto, local or hub")
+        self.name, self.block_size, self.source = name, int(block_size), source
+        self.train_file, self.eval_file = train_file, eval_file
+        self.max_train_samples, self.eval_limit = max_train_samples, eval_limit
+        self.eval_batch_size = int(eval_batch_size)
+
+    # --- data --------------------------------------------------------------------------
+
+    def setup(self, bundle: ModelBundle, data_dir: str) -> None:
+        self.tokenizer = bundle.tokenizer
+        self.train_blocks = self._blocks(self._read(self.train_file, data_dir), self.max_train_samples)
+        self.eval_blocks = self._blocks(self._read(self.eval_file, data_dir), self.eval_limit)
+
+    def _read(self, rel: str, data_dir: str) -> str:
+        path = Path(data_dir) / rel
+        if self.source != "hub" and path.is_file():
+            return path.read_text(encoding="utf-8")
+        split = HUB_SPLITS.get(Path(rel).name)
+        why = "not a WikiText-2 split" if split is None else "hub not tried (source=local)"
+        if self.source != "local" and split is not None:
+            from loft.models import hub_reachable
+
+            why = "hub unreachable"
+            if hub_reachable():  # offline, datasets would retry for ~25 s before failing
+                import datasets
+
+                try:
+                    return hub_rows_to_raw(datasets.load_dataset(*HUB_DATASET, split=split)["text"])
+                except Exception as err:  # e.g. a hub outage: still name the local fix
+                    why = f"hub failed: {type(err).__name__}"
+        raise DataMissingError(
+            f"{path} not found ({why}). "
+            f"Fix: `python scripts/prepare_data.py wikitext2 --data-dir {data_dir}` (online), or "
+            f"point task.train_file/eval_file at a local corpus (offline only the test split "
+            f"exists, {Path(data_dir) / 'lm/wiki.test.raw'}; e.g. task.train_file=lm/tinyshakespeare.txt)."
+        )
+
+    def _blocks(self, text: str, limit: int | None) -> torch.Tensor:
+        # One pass over the whole text: block boundaries then ignore line/article breaks.
+        # verbose=False silences the "longer than model_max_length" warning (we chunk next).
+        ids = self.tokenizer(text, add_special_tokens=False, return_attention_mask=False,
+                             verbose=False)["input_ids"]
+        n = len(ids) // self.block_size
+        if limit is not None:
+            n = min(n, int(limit))
+        if n == 0:
+            raise ValueError(f"text of {len(ids)} tokens is shorter than block_size={self.block_size}")
+        return torch.tensor(ids[: n * self.block_size], dtype=torch.long).view(n, self.block_size)
+
+    def num_train_examples(self) -> int:
+        return len(self.train_blocks)
+
+    def train_batches(self, micro_batch_size: int, epoch: int, seed: int):
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.train_blocks))
+        for i in range(0, len(order), micro_batch_size):
+            yield self._batch(self.train_blocks[torch.from_numpy(order[i:i + micro_batch_size])])
+
+    @staticmethod
+    def _batch(ids: torch.Tensor) -> dict:
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+    # --- loss and metrics --------------------------------------------------------------
+
+    def loss(self, model, batch):
+        device = next(model.parameters()).device
+        return model(**{k: v.to(device) for k, v in batch.items()}).loss
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        nll, count = 0.0, 0
+        try:
+            starts = range(0, len(self.eval_blocks), self.eval_batch_size)
+            for i in tqdm(starts, desc="eval ppl", disable=not sys.stderr.isatty()):
+                batch = self._batch(self.eval_blocks[i:i + self.eval_batch_size])
+                # Every block is full, so the mean loss times the shifted-label count is the sum.
+                predicted = batch["labels"][:, 1:].numel()
+                nll += self.loss(model, batch).double().item() * predicted
+                count += predicted
+        finally:
+            model.train(was_training)
+        eval_loss = nll / count
+        return {"perplexity": math.exp(eval_loss), "eval_loss": eval_loss}
