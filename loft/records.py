@@ -43,8 +43,9 @@ class RunKey:
         return hashlib.sha1(str(self.relative_path()).encode()).hexdigest()[:16]
 
 
-def config_hash(config: dict) -> str:
-    semantic = {k: v for k, v in config.items() if k not in NON_SEMANTIC_KEYS}
+def config_hash(config: dict, ignore: tuple[str, ...] = ()) -> str:
+    """Hash of the settings that change what a run computes (`ignore`: more top-level keys to leave out)."""
+    semantic = {k: v for k, v in config.items() if k not in NON_SEMANTIC_KEYS + ignore}
     return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

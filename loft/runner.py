@@ -55,7 +55,7 @@ def run(cfg: DictConfig) -> dict | None:
     key = run_key(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     path = absolute(cfg.paths.runs_dir) / key.relative_path()
-    digest = config_hash(config)
+    digest = config_hash(config, ignore=("rank",) if key.rank is None else ())  # full FT: rank is moot
     if path.exists() and not cfg.force:
         existing = read_record(path)
         if existing.get("config_hash") != digest:

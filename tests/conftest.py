@@ -1,0 +1,29 @@
+"""Shared fixtures: the data directory and Hydra composition of the runner's config."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from loft.config import register_resolvers
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("LOFT_DATA_DIR", REPO.parent / "shared" / "data"))
+register_resolvers()
+
+
+def compose_config(*overrides: str, runs_dir: Path | None = None) -> DictConfig:
+    """The config `python run.py <overrides>` would get, with W&B off and a private runs dir."""
+    extra = ["logger=disabled", f"paths.data_dir={DATA_DIR}"]
+    if runs_dir is not None:
+        extra.append(f"paths.runs_dir={runs_dir}")
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=[*extra, *overrides])
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
