@@ -32,10 +32,11 @@ class MatFacModel(torch.nn.Module):
 
 class MatFacTask(Task):
     def __init__(self, name: str = "matfac", target_rank: int = 8, target_seed: int = 1234,
-                 max_train_samples=None, eval_limit=None):
+                 full_ft_reference: dict | None = None, max_train_samples=None, eval_limit=None):
         self.name = name
         self.target_rank = target_rank
         self.target_seed = target_seed
+        self.reference = full_ft_reference  # {lr, steps, betas, eps}: Figure 2's yardstick, or None
         self.target = None
 
     def build_model(self, model_cfg) -> ModelBundle:
@@ -66,4 +67,19 @@ class MatFacTask(Task):
     def evaluate(self, model) -> dict[str, float]:
         w = model().double()
         err = (w - self.target).square().sum().item()
-        return {"loss": err, "relative_error": math.sqrt(err) / self.target.norm().item()}
+        metrics = {"loss": err, "relative_error": math.sqrt(err) / self.target.norm().item()}
+        if self.reference and self.reference.get("steps"):
+            full = self.full_ft_loss(w.shape, w.dtype if w.dtype != torch.float64 else torch.float32, **self.reference)
+            metrics.update(full_ft_loss=full, loss_ratio_to_full_ft=err / full if full > 0 else float("nan"))
+        return metrics
+
+    def full_ft_loss(self, shape, dtype, lr: float, steps: int, betas, eps: float) -> float:
+        """Full fine-tuning with torch's AdamW at the same step size and steps (the paper's
+        yardstick in Figure 2), using the exact gradient 2 (W - A)."""
+        target = self.target.to(dtype)
+        w = torch.zeros(shape, dtype=dtype, requires_grad=True)
+        opt = torch.optim.AdamW([w], lr=lr, betas=tuple(betas), eps=eps, weight_decay=0.0)
+        for _ in range(steps):
+            w.grad = 2 * (w.detach() - target)
+            opt.step()
+        return (w.detach().double() - self.target).square().sum().item()
