@@ -6,8 +6,11 @@ it needs a new adapter or optimizer kind. Tasks never see which method they run.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 import peft
 import torch
@@ -15,6 +18,7 @@ from omegaconf import OmegaConf
 
 from loft.errors import ConfigError
 from loft.optim import LoFTAdamW, LoFTMuon, lora_pairs
+from peft.optimizers import create_loraplus_optimizer
 
 
 @dataclass
@@ -23,6 +27,7 @@ class Method:
     optimizer: torch.optim.Optimizer
     trainable_params: int
     info: dict = field(default_factory=dict)
+    after_step: Callable[[int], None] | None = None  # called with the step number after optimizer.step()
 
 
 def layer_shape(module: torch.nn.Module) -> tuple[int, int] | None:
@@ -53,19 +58,63 @@ def check_rank(model: torch.nn.Module, targets: list[str], rank: int) -> None:
         raise ConfigError(f"rank={rank} exceeds min(m, n)={min(m, n)} of layer {name} ({m}x{n}); choose rank<={min(m, n)}")
 
 
-def _full(model, cfg, targets, rank):
+@dataclass
+class MethodContext:
+    """What a method may need beyond its config: the rank, the trainer's optimizer settings
+    (lr, betas, eps, weight_decay), the model's default targets, the run's length, and a
+    way to draw calibration batches (for gradient-informed initialisations)."""
+
+    rank: int
+    hp: dict
+    default_targets: list[str]
+    total_steps: int | None = None
+    calibration_batches: Callable[[int], Iterable] | None = None  # n -> n training batches
+    loss: Callable | None = None                                   # (model, batch) -> scalar
+
+
+def _full(model, cfg, targets, ctx):
     for p in model.parameters():
         p.requires_grad_(True)
     return model, {}
 
 
-def _peft(model, cfg, targets, rank):
+# PEFT config fields that take a nested config object rather than a dict.
+NESTED_PEFT_CONFIGS = {"lora_ga_config": "LoraGAConfig"}
+
+
+def _peft(model, cfg, targets, ctx):
     config_cls = getattr(peft, cfg.config)
     kwargs = OmegaConf.to_container(cfg.kwargs, resolve=True)
     kwargs.setdefault("target_modules", targets)
-    check_rank(model, kwargs["target_modules"], rank)
-    wrapped = peft.get_peft_model(model, config_cls(**kwargs))
-    return wrapped, {"peft_config": cfg.config}
+    for name, cls_name in NESTED_PEFT_CONFIGS.items():
+        if isinstance(kwargs.get(name), dict):
+            kwargs[name] = getattr(peft, cls_name)(**kwargs[name])
+    if "total_step" in {f.name for f in dataclasses.fields(config_cls)} and kwargs.get("total_step") is None:
+        kwargs["total_step"] = ctx.total_steps  # AdaLoRA's budget schedule needs the run length
+    check_rank(model, kwargs["target_modules"], ctx.rank)
+    config = config_cls(**kwargs)
+    info = {"peft_config": cfg.config}
+    if cfg.get("preprocess") == "lora_ga":
+        info["calibration_s"] = _lora_ga_preprocess(model, config, cfg.get("calibration_batches", 8), ctx)
+    try:
+        wrapped = peft.get_peft_model(model, config)
+    except (ValueError, NotImplementedError) as err:  # PEFT's way of saying 'unsupported layer'
+        raise ConfigError(f"{cfg.config} cannot adapt this model: {err}".splitlines()[0]) from err
+    return wrapped, info
+
+
+def _lora_ga_preprocess(model, config, n_batches: int, ctx) -> float:
+    """PEFT's LoRA-GA gradient estimation over `n_batches` training batches; returns seconds."""
+    if ctx.calibration_batches is None:
+        raise ConfigError("LoRA-GA needs calibration batches from the task; this task provides none")
+
+    def train_step():
+        for batch in ctx.calibration_batches(n_batches):
+            ctx.loss(model, batch).backward()
+
+    start = time.perf_counter()
+    peft.preprocess_loraga(model, config, train_step)
+    return time.perf_counter() - start
 
 
 ADAPTERS = {"none": _full, "peft": _peft}
@@ -73,6 +122,12 @@ ADAPTERS = {"none": _full, "peft": _peft}
 
 def _adamw(model, params, hp, kwargs):
     return torch.optim.AdamW(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"], weight_decay=hp["weight_decay"], **kwargs)
+
+
+def _loraplus(model, params, hp, kwargs):
+    """LoRA+ (Hayou et al. 2024) through PEFT: B gets lr * loraplus_lr_ratio."""
+    return create_loraplus_optimizer(model, torch.optim.AdamW, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
+                                     weight_decay=hp["weight_decay"], **kwargs)
 
 
 def _loft_adamw(model, params, hp, kwargs):
@@ -85,7 +140,7 @@ def _loft_muon(model, params, hp, kwargs):
                     adamw_eps=hp["eps"], pairs=lora_pairs(model), **kwargs)
 
 
-OPTIMIZERS = {"adamw": _adamw, "loft_adamw": _loft_adamw, "loft_muon": _loft_muon}
+OPTIMIZERS = {"adamw": _adamw, "loraplus_adamw": _loraplus, "loft_adamw": _loft_adamw, "loft_muon": _loft_muon}
 SHARDING_ENGINES = ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
 
 
@@ -98,8 +153,8 @@ def refuse_sharding(method_name: str) -> None:
         )
 
 
-def build_method(method_cfg, model: torch.nn.Module, default_targets: list[str], rank: int, hp: dict) -> Method:
-    """Wrap `model` and build its optimizer. `hp`: lr, betas, eps, weight_decay from trainer.*"""
+def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext) -> Method:
+    """Wrap `model` as the method says and build its optimizer."""
     adapter, opt = method_cfg.adapter, method_cfg.optimizer
     if adapter.kind not in ADAPTERS:
         raise ConfigError(f"unknown adapter kind {adapter.kind!r} in method={method_cfg.name}; one of {sorted(ADAPTERS)}")
@@ -107,12 +162,13 @@ def build_method(method_cfg, model: torch.nn.Module, default_targets: list[str],
         raise ConfigError(f"unknown optimizer kind {opt.kind!r} in method={method_cfg.name}; one of {sorted(OPTIMIZERS)}")
     if opt.kind.startswith("loft"):
         refuse_sharding(method_cfg.name)
-    targets = list(method_cfg.get("target_modules") or default_targets)
-    model, info = ADAPTERS[adapter.kind](model, adapter, targets, rank)
+    targets = list(method_cfg.get("target_modules") or ctx.default_targets)
+    model, info = ADAPTERS[adapter.kind](model, adapter, targets, ctx)
     params = [p for p in model.parameters() if p.requires_grad]
     kwargs = OmegaConf.to_container(opt.kwargs, resolve=True) if opt.get("kwargs") else {}
-    optimizer = OPTIMIZERS[opt.kind](model, params, hp, kwargs)
+    optimizer = OPTIMIZERS[opt.kind](model, params, ctx.hp, kwargs)
     if opt.kind.startswith("loft") and not lora_pairs(model):
         raise ConfigError(f"method={method_cfg.name} found no LoRA pairs to optimise; its adapter must be LoRA")
     info["target_modules"] = targets
-    return Method(model, optimizer, sum(p.numel() for p in params), info)
+    step_hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA's rank budget
+    return Method(model, optimizer, sum(p.numel() for p in params), info, step_hook)

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -14,10 +15,10 @@ import transformers
 from omegaconf import DictConfig, OmegaConf
 
 from loft.errors import ConfigError
-from loft.methods import build_method
+from loft.methods import MethodContext, build_method
 from loft.records import RunKey, columnar, config_hash, git_sha, read_record, versions, write_json_atomic
 from loft.tracking import Tracker
-from loft.training import peak_memory_bytes, train
+from loft.training import peak_memory_bytes, total_steps, train
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -72,12 +73,16 @@ def run(cfg: DictConfig) -> dict | None:
     task.setup(bundle, str(absolute(cfg.paths.data_dir)))
     hp = {"lr": cfg.trainer.lr, "betas": tuple(cfg.trainer.betas), "eps": cfg.trainer.eps,
           "weight_decay": cfg.trainer.weight_decay}
-    method = build_method(cfg.method, bundle.model, bundle.target_modules, int(cfg.rank), hp)
+    micro = cfg.trainer.micro_batch_size or cfg.trainer.batch_size
+    ctx = MethodContext(int(cfg.rank), hp, bundle.target_modules, total_steps(cfg.trainer, task.num_train_examples()),
+                        lambda n: itertools.islice(task.train_batches(micro, 0, int(cfg.seed)), n), task.loss)
+    method = build_method(cfg.method, bundle.model, ctx)
 
     tracker = Tracker(cfg.logger, key.run_id(), str(key.relative_path().with_suffix("")), config,
                       group=f"{key.task}/{key.model}")
     start = time.perf_counter()
-    result = train(method.model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name, tracker.log)
+    result = train(method.model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name, tracker.log,
+                   after_step=method.after_step)
     metrics = task.evaluate(method.model)
     record = {
         "task": key.task, "model": key.model, "method": key.method, "rank": key.rank, "seed": key.seed,

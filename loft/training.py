@@ -61,7 +61,8 @@ def _micro_batches(task, micro: int, seed: int):
 
 
 def train(model, optimizer, task, tcfg, seed: int, method_name: str,
-          log: Callable[[dict, int], None] = lambda metrics, step: None) -> TrainResult:
+          log: Callable[[dict, int], None] = lambda metrics, step: None,
+          after_step: Callable[[int], None] | None = None) -> TrainResult:
     result = TrainResult()
     steps = total_steps(tcfg, task.num_train_examples())
     if steps == 0:
@@ -96,6 +97,8 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
         bad_in_a_row, last_finite = 0, loss_sum
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
+        if after_step is not None:
+            after_step(step)
         scheduler.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loft.errors import ConfigError
+from loft.errors import ConfigError, TrainingDiverged
 from loft.runner import run
 from tasks.base import DataMissingError
 from tests.conftest import DATA_DIR, REPO, compose_config
@@ -49,10 +50,19 @@ def test_full_method_has_no_rank_in_its_key(runs_dir):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_trains_matfac(method, runs_dir):
-    record = run(compose_config(*SMALL_MATFAC, f"method={method}", "trainer.max_steps=3", runs_dir=runs_dir))
+def test_every_method_trains_tiny_llama(method, runs_dir):
+    record = run(compose_config(*TINY_LM, f"method={method}", "trainer.max_steps=2", "task.eval_limit=2",
+                                "trainer.batch_size=4", runs_dir=runs_dir))
     losses = record["history"]["loss"]
-    assert len(losses) == 3 and all(map(lambda x: x == x, losses))
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses), losses
+    assert math.isfinite(record["metrics"]["perplexity"])
+    assert record["trainable_params"] > 0
+
+
+def test_dora_on_a_zero_matrix_is_stopped_by_the_nan_guard(runs_dir):
+    """DoRA divides by ||W0||, which is 0 on the matfac problem: every step is non-finite."""
+    with pytest.raises(TrainingDiverged, match="non-finite steps in a row up to step 3 with method=dora"):
+        run(compose_config(*SMALL_MATFAC, "method=dora", "trainer.max_bad_steps=3", runs_dir=runs_dir))
 
 
 def test_loft_trains_peft_language_model_end_to_end(runs_dir):

@@ -1,0 +1,420 @@
+"""Training-step benchmark: one model, several methods, side by side in one process.
+
+    python scripts/bench_step.py --preset cpu --rank 16            # table on stdout (2 CPU cores: ~1-2 min)
+    python scripts/bench_step.py --preset cpu --rank 4 --json      # one JSON object on stdout
+    python scripts/bench_step.py --preset cpu --rank 16 --memory   # optimizer-state bytes vs Appendix E.2 closed forms
+    python scripts/bench_step.py --preset llama7b --rank 16        # on a GPU (bf16, LLaMA-7B shapes, shared W0)
+
+What it measures, and how (each a trade-off):
+- Every method is built through the method registry (`loft.methods.build_method` with
+  `conf/method/<name>.yaml`, composed by Hydra like `run.py` does), so a method appears here as
+  soon as its config exists. A method without a config is reported as unavailable (with the
+  reason) and the other ratios are still produced. `dora` falls back to PEFT's
+  LoraConfig(use_dora=True) with LoRA's settings while conf/method/dora.yaml is absent.
+- One random LlamaForCausalLM is built once; every method wraps its own copy whose frozen
+  weights are *shared* with the base (deepcopy with a memo), so LLaMA-7B shapes fit one GPU
+  with all methods resident. Methods that only read W0 (all benchmarked ones) are unaffected.
+- A timed sample is two consecutive full steps (forward, backward, optimizer.step, zero_grad)
+  of one method, so LoFT's alternation (one factor per step) is averaged over a U- and a
+  V-step. Samples are interleaved round-robin over methods (rotating the order every round)
+  after warm-up, so machine noise hits all methods alike; we report medians.
+  `opt_step_s` times `optimizer.step()` alone within the same steps.
+- `peak_bytes` = bytes the method holds at a step's start (parameters, buffers, optimizer
+  state) + the peak of what torch's allocator allocates during one extra, untimed step.
+  On CUDA the transient peak comes from `torch.cuda.max_memory_allocated`; on CPU, from
+  torch.profiler's memory events (torch's CPU allocator, not RSS: library scratch space
+  outside torch's allocator, e.g. oneDNN's, is not seen). The process's RSS high-water
+  mark is reported too (`rss_max_bytes`), for all methods together.
+- `state_bytes` = `optimizer.state_bytes()` when the optimizer has it, else the bytes of
+  the tensors in `optimizer.state` (step counters excluded).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import math
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+METHODS = ["lora", "loft", "loft_simple", "dora", "psoft", "loft_orth_principal"]
+BASELINE = "lora"
+TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]  # LoFT Table 4
+
+# LLaMA-shaped models: intermediate ~2.7x hidden, SwiGLU, RoPE, RMSNorm.
+PRESETS = {
+    # 2 CPU cores: ~4M adapted weights per layer, 2048 tokens per step, about a second a step.
+    "cpu": dict(hidden=768, layers=4, heads=12, intermediate=2048, vocab=4096, batch=4, seq=512,
+                dtype="float32", device="cpu", warmup=2, samples=5),
+    # LLaMA-7B (Touvron et al. 2023) shapes, the setting of the LoFT paper's Tables 8-13.
+    "llama7b": dict(hidden=4096, layers=32, heads=32, intermediate=11008, vocab=32000, batch=4, seq=1024,
+                    dtype="bfloat16", device="cuda", warmup=3, samples=10),
+    # For tests: seconds.
+    "tiny": dict(hidden=64, layers=2, heads=4, intermediate=176, vocab=256, batch=2, seq=32,
+                 dtype="float32", device="cpu", warmup=1, samples=2),
+}
+
+
+@dataclass
+class Bench:
+    name: str
+    model: torch.nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    note: str = ""
+    step_s: list[float] = field(default_factory=list)
+    opt_step_s: list[float] = field(default_factory=list)
+    peak_bytes: int | None = None
+    state_bytes: int | None = None
+    trainable_params: int | None = None
+    after_step: object = None  # the registry's per-step hook (AdaLoRA's rank budget), if any
+    steps: int = 0
+
+
+# ----- building --------------------------------------------------------------------------
+
+def build_base(p: dict, seed: int) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=p["vocab"], hidden_size=p["hidden"], intermediate_size=p["intermediate"],
+                      num_hidden_layers=p["layers"], num_attention_heads=p["heads"],
+                      num_key_value_heads=p["heads"], max_position_embeddings=max(2048, p["seq"]),
+                      attn_implementation="sdpa")
+    torch.manual_seed(seed)
+    with torch.device(p["device"]):
+        model = LlamaForCausalLM(cfg)
+    return model.to(dtype=getattr(torch, p["dtype"]))
+
+
+def method_config(name: str, rank: int, dropout: float | None):
+    """(method config, trainer config, note): the config `run.py method=<name> rank=<rank>` gets."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from loft.config import register_resolvers
+
+    register_resolvers()
+    note = ""
+    exists = (REPO / "conf" / "method" / f"{name}.yaml").exists()
+    overrides = ["logger=disabled", f"rank={rank}", f"method={name if exists else 'lora'}"]
+    if dropout is not None:
+        overrides.append(f"adapter_dropout={dropout}")
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    method = cfg.method
+    if not exists:
+        if name != "dora":
+            raise LookupError(f"conf/method/{name}.yaml does not exist (yet)")
+        method = copy.deepcopy(method)
+        OmegaConf.set_struct(method, False)
+        method.name = "dora"
+        method.adapter.kwargs.use_dora = True
+        note = "conf/method/dora.yaml absent: built as lora.yaml + use_dora=True"
+    return method, cfg.trainer, note
+
+
+def build(name: str, base: torch.nn.Module, rank: int, dropout: float | None, batch: torch.Tensor) -> Bench:
+    from loft.methods import build_method
+
+    try:
+        mcfg, tcfg, note = method_config(name, rank, dropout)
+    except Exception as err:  # noqa: BLE001 - a missing or broken config is a result, not a crash
+        return Bench(name, note=f"unavailable: {type(err).__name__}: {err}".splitlines()[0][:300])
+    shared = {id(t): t for t in [*base.parameters(), *base.buffers()]}
+    model = copy.deepcopy(base, memo=shared)  # own modules, shared frozen weights
+    hp = {"lr": float(tcfg.lr), "betas": tuple(tcfg.betas), "eps": float(tcfg.eps),
+          "weight_decay": float(tcfg.weight_decay)}
+    try:
+        method = call_registry(build_method, mcfg, model, rank, hp, batch)
+    except Exception as err:  # noqa: BLE001
+        return Bench(name, note=f"unavailable: build failed: {type(err).__name__}: {err}".splitlines()[0][:300])
+    method.model.train()
+    return Bench(name, method.model, method.optimizer, note, trainable_params=method.trainable_params,
+                 after_step=getattr(method, "after_step", None))
+
+
+def call_registry(build_method, mcfg, model, rank: int, hp: dict, batch: torch.Tensor):
+    """build_method(cfg, model, ctx: MethodContext) or the older (cfg, model, targets, rank, hp)."""
+    import inspect
+
+    import loft.methods as registry
+
+    if "ctx" not in inspect.signature(build_method).parameters:
+        return build_method(mcfg, model, TARGETS, rank, hp)
+    ctx_cls = registry.MethodContext
+    fields = {f.name for f in __import__("dataclasses").fields(ctx_cls)}
+    kwargs = dict(rank=rank, hp=hp, default_targets=TARGETS, total_steps=1000,
+                  calibration_batches=lambda n: [batch] * n, loss=lambda m, b: m(input_ids=b, labels=b).loss)
+    return build_method(mcfg, model, ctx_cls(**{k: v for k, v in kwargs.items() if k in fields}))
+
+
+# ----- measuring -------------------------------------------------------------------------
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def one_step(b: Bench, batch: torch.Tensor, device: torch.device) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    loss = b.model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    sync(device)
+    t1 = time.perf_counter()
+    b.optimizer.step()
+    b.steps += 1
+    if b.after_step is not None:
+        b.after_step(b.steps)
+    sync(device)
+    t2 = time.perf_counter()
+    b.optimizer.zero_grad(set_to_none=True)
+    sync(device)
+    return time.perf_counter() - t0, t2 - t1
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    if hasattr(optimizer, "state_bytes"):
+        return int(optimizer.state_bytes())
+    return sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
+               if torch.is_tensor(t) and t.ndim > 0)
+
+
+def held_bytes(b: Bench) -> int:
+    tensors = {t.data_ptr(): t for t in [*b.model.parameters(), *b.model.buffers()]}  # shared weights once
+    return sum(t.numel() * t.element_size() for t in tensors.values()) + state_bytes(b.optimizer)
+
+
+def transient_peak(b: Bench, batch: torch.Tensor, device: torch.device) -> int:
+    """Peak bytes allocated by torch's allocator during one full step, above its start."""
+    gc.collect()
+    if device.type == "cuda":
+        sync(device)
+        start = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        one_step(b, batch, device)
+        return torch.cuda.max_memory_allocated(device) - start
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        one_step(b, batch, device)
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def run(args) -> dict:
+    p = dict(PRESETS[args.preset])
+    for key in ("layers", "batch", "seq", "warmup", "samples"):
+        if getattr(args, key) is not None:
+            p[key] = getattr(args, key)
+    device = torch.device(p["device"])
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"preset {args.preset} needs a CUDA GPU; on a CPU use --preset cpu")
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    base = build_base(p, args.seed)
+    for t in base.parameters():
+        t.requires_grad_(False)
+    gen = torch.Generator().manual_seed(args.seed)
+    batch = torch.randint(0, p["vocab"], (p["batch"], p["seq"]), generator=gen).to(device)
+    benches = [build(name, base, args.rank, args.dropout, batch) for name in args.methods]
+    ready = [b for b in benches if b.model is not None]
+
+    for _ in range(p["warmup"]):  # also creates the optimizer states
+        for b in ready:
+            one_step(b, batch, device)
+    for b in ready:
+        b.state_bytes = state_bytes(b.optimizer)
+        b.peak_bytes = held_bytes(b) + transient_peak(b, batch, device)
+    if not args.memory:
+        for rnd in range(p["samples"]):
+            order = ready[rnd % len(ready):] + ready[: rnd % len(ready)] if ready else []
+            for b in order:
+                gc.collect()
+                (s1, o1), (s2, o2) = one_step(b, batch, device), one_step(b, batch, device)
+                b.step_s.append((s1 + s2) / 2)
+                b.opt_step_s.append((o1 + o2) / 2)
+
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    methods = {}
+    for b in benches:
+        row = {"step_s": med(b.step_s), "opt_step_s": med(b.opt_step_s), "peak_bytes": b.peak_bytes,
+               "state_bytes": b.state_bytes, "trainable_params": b.trainable_params}
+        if b.note:
+            row["note"] = b.note
+        if b.model is None:
+            row["available"] = False
+        methods[b.name] = row
+    ratios, unavailable = {}, {}
+    ref = methods.get(BASELINE, {}).get("step_s")
+    for name, row in methods.items():
+        if name == BASELINE:
+            continue
+        if row.get("available") is False:
+            unavailable[name] = row["note"]
+        elif ref and row["step_s"]:
+            ratios[name] = row["step_s"] / ref
+    layers = layer_shapes(base, TARGETS)
+    return {
+        "preset": args.preset,
+        "tokens_per_step": p["batch"] * p["seq"],
+        "rank": args.rank,
+        "methods": methods,
+        "ratios_vs_lora": ratios,
+        "unavailable": unavailable,
+        "state_formulas": state_formulas(layers, args.rank, methods),
+        "setup": {
+            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "dtype": p["dtype"], "tf32": bool(args.tf32 and device.type == "cuda"),
+            "model": {k: p[k] for k in ("hidden", "layers", "heads", "intermediate", "vocab")},
+            "batch": p["batch"], "seq": p["seq"], "targets": TARGETS, "warmup_steps": p["warmup"],
+            "samples": p["samples"], "steps_per_sample": 2, "timed": not args.memory,
+            "peak_bytes": ("held + CUDA allocator peak of one step" if device.type == "cuda" else
+                           "held + peak of torch CPU allocator (profiler memory events) during one step"),
+            "rss_max_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "versions": versions(),
+        },
+    }
+
+
+# ----- closed forms (LoFT paper, Appendix E.2) --------------------------------------------
+
+def layer_shapes(model: torch.nn.Module, targets: list[str]) -> list[tuple[int, int]]:
+    from loft.methods import targeted_layers
+
+    return list(targeted_layers(model, targets).values())
+
+
+def state_formulas(layers: list[tuple[int, int]], r: int, methods: dict) -> dict:
+    """Optimizer-state elements per the paper's accounting and ours, summed over adapted layers.
+
+    Paper (E.2): LoRA  mn + (m+n)r [U,V] + 4(m+n)r [states]                    = mn + 5(m+n)r
+                 LoFT  mn + (m+n)r + 2(m+n)r [prev. iterates] + 2(m+n)r [momentum]
+                          + 2(m+n)r^2 [cross terms]                           = mn + 5(m+n)r + 2(m+n)r^2
+    "State" below is everything beyond W0 (mn) and the factors ((m+n)r).
+    Ours:        LoRA (AdamW)  2(m+n)r          (m and v of B and A)
+                 LoFT          (m+n)r + (m+n)r(r+1)/2   (momentum + packed symmetric cross terms;
+                               no previous iterates: calibration happens when a factor moves)
+                 LoFT-simple   2(m+n)r
+    """
+    s = sum(m + n for m, n in layers)
+    mn = sum(m * n for m, n in layers)
+    packed = r * (r + 1) // 2
+    elems = {
+        "paper_lora": 4 * s * r, "paper_loft": 4 * s * r + 2 * s * r * r,
+        "ours_lora": 2 * s * r, "ours_loft": s * r + s * packed, "ours_loft_simple": 2 * s * r,
+    }
+    out = {"layers": len(layers), "sum_m_plus_n": s, "sum_mn": mn, "bytes_per_element": 4,
+           "state_bytes": {k: 4 * v for k, v in elems.items()},
+           "total_bytes_with_W0_and_factors": {k: 4 * (v + mn + s * r) for k, v in elems.items()}}
+    measured = {k: methods[k]["state_bytes"] for k in ("lora", "loft", "loft_simple")
+                if methods.get(k, {}).get("state_bytes") is not None}
+    out["measured_state_bytes"] = measured
+    if "loft" in measured:
+        out["loft_measured_over_paper"] = measured["loft"] / out["state_bytes"]["paper_loft"]
+    if "lora" in measured:
+        out["lora_measured_over_paper"] = measured["lora"] / out["state_bytes"]["paper_lora"]
+    return out
+
+
+def versions() -> dict:
+    import peft
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            "python": platform.python_version()}
+
+
+# ----- output ----------------------------------------------------------------------------
+
+def fmt_bytes(n) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def report(res: dict) -> str:
+    s = res["setup"]
+    lines = [f"preset={res['preset']} rank={res['rank']} tokens/step={res['tokens_per_step']} "
+             f"device={s['device']} threads={s['threads']} dtype={s['dtype']} "
+             f"({s['samples']} samples x 2 steps after {s['warmup_steps']} warm-up, medians)", ""]
+    lines.append(f"{'method':22s} {'step_s':>8s} {'x lora':>7s} {'opt_step_s':>10s} {'peak':>10s} {'state':>10s}")
+    for name, row in res["methods"].items():
+        if row.get("available") is False:
+            lines.append(f"{name:22s} {row['note']}")
+            continue
+        ratio = res["ratios_vs_lora"].get(name, 1.0 if name == BASELINE else None)
+        st = f"{row['step_s']:.4f}" if row["step_s"] is not None else "-"
+        ot = f"{row['opt_step_s']:.4f}" if row["opt_step_s"] is not None else "-"
+        rt = f"{ratio:.3f}" if ratio is not None else "-"
+        lines.append(f"{name:22s} {st:>8s} {rt:>7s} {ot:>10s} {fmt_bytes(row['peak_bytes']):>10s} "
+                     f"{fmt_bytes(row['state_bytes']):>10s}" + (f"  ({row['note']})" if row.get("note") else ""))
+    f = res["state_formulas"]
+    lines += ["", f"optimizer state over {f['layers']} adapted layers (float32 elements x 4 bytes; "
+              f"'paper' = Appendix E.2 terms beyond W0 and U,V):"]
+    sb = f["state_bytes"]
+    rows = [("LoRA", "paper 4(m+n)r", sb["paper_lora"], "ours 2(m+n)r", sb["ours_lora"], f["measured_state_bytes"].get("lora")),
+            ("LoFT", "paper 4(m+n)r+2(m+n)r^2", sb["paper_loft"], "ours (m+n)r+(m+n)r(r+1)/2", sb["ours_loft"],
+             f["measured_state_bytes"].get("loft")),
+            ("LoFT-simple", "", None, "ours 2(m+n)r", sb["ours_loft_simple"], f["measured_state_bytes"].get("loft_simple"))]
+    for name, pl, pv, ol, ov, mv in rows:
+        lines.append(f"  {name:12s} {pl:26s} {fmt_bytes(pv):>10s} | {ol:28s} {fmt_bytes(ov):>10s} | measured {fmt_bytes(mv)}")
+    if "loft_measured_over_paper" in f:
+        lines.append(f"  LoFT measured / paper formula: {f['loft_measured_over_paper']:.1%}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--methods", nargs="+", default=METHODS, help="conf/method names (default: %(default)s)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--memory", action="store_true", help="state/peak bytes and closed forms only, no timing")
+    ap.add_argument("--layers", type=int, help="override the preset's number of layers")
+    ap.add_argument("--batch", type=int, help="override the preset's batch size")
+    ap.add_argument("--seq", type=int, help="override the preset's sequence length")
+    ap.add_argument("--warmup", type=int, help="warm-up steps per method")
+    ap.add_argument("--samples", type=int, help="timed samples (of 2 steps) per method")
+    ap.add_argument("--dropout", type=float, help="adapter_dropout override (default: the runner's)")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads")
+    ap.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=False,
+                    help="allow TF32 matmuls on CUDA (default off)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if BASELINE not in args.methods:
+        args.methods = [BASELINE, *args.methods]
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    res = run(args)
+    print(json.dumps(res, indent=1) if args.json else report(res))
+
+
+if __name__ == "__main__":
+    main()
