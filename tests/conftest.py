@@ -12,6 +12,7 @@ from loft.config import register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("LOFT_DATA_DIR", REPO.parent / "shared" / "data"))
+METHODS = sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml"))
 register_resolvers()
 
 

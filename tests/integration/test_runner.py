@@ -13,14 +13,13 @@ import torch
 from loft.errors import ConfigError, TrainingDiverged
 from loft.runner import run
 from tasks.base import DataMissingError
-from tests.conftest import DATA_DIR, REPO, compose_config
+from tests.conftest import DATA_DIR, METHODS, REPO, compose_config
 
 SMALL_MATFAC = ("task=matfac", "model.m=48", "model.n=32", "task.target_rank=4", "rank=4", "trainer.max_steps=40")
 TINY_LM = ("task=wikitext2", "model=tiny_llama", "task.train_file=lm/tinyshakespeare.txt", "task.block_size=32",
            "task.max_train_samples=64", "task.eval_limit=8", "trainer.batch_size=8")
 RECORD_FIELDS = {"task", "model", "method", "rank", "seed", "metrics", "config", "trainable_params", "wall_time_s",
                  "peak_memory_bytes", "versions", "git_sha", "history"}
-METHODS = sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml"))
 
 
 def test_record_has_contract_fields_and_is_skipped_on_rerun(runs_dir):
