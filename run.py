@@ -40,6 +40,7 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     from loft.errors import ConfigError, TrainingDiverged
     from loft.runner import run
+    from loft.training import Interrupted
     from tasks.base import DataMissingError
 
     try:
@@ -47,6 +48,9 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, DataMissingError, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as err:  # fault injection: end like a killed process, without a record
+        print(f"interrupted: {err}", file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the same keys is refused instead of silently skipped (use `force=true` or `tag=.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-# Settings that do not change what a run computes, left out of its config hash.
-NON_SEMANTIC_KEYS = ("logger", "paths", "force", "hydra")
+# Settings that do not change what a run computes, left out of its config hash (dotted paths).
+NON_SEMANTIC_KEYS = ("logger", "paths", "force", "resume", "hydra", "trainer.checkpoint_every", "trainer.stop_after_steps")
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "hydra-core", "omegaconf", "wandb", "datasets", "accelerate")
 
 
@@ -44,8 +45,15 @@ class RunKey:
 
 
 def config_hash(config: dict, ignore: tuple[str, ...] = ()) -> str:
-    """Hash of the settings that change what a run computes (`ignore`: more top-level keys to leave out)."""
-    semantic = {k: v for k, v in config.items() if k not in NON_SEMANTIC_KEYS + ignore}
+    """Hash of the settings that change what a run computes (`ignore`: more dotted paths to leave out)."""
+    semantic = copy.deepcopy(config)
+    for dotted in NON_SEMANTIC_KEYS + ignore:
+        *parents, leaf = dotted.split(".")
+        node = semantic
+        for key in parents:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -80,6 +88,7 @@ def write_json_atomic(path: Path, payload: dict) -> None:
             json.dump(payload, f, indent=1, default=str)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; records are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

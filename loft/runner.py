@@ -18,7 +18,8 @@ from loft.errors import ConfigError
 from loft.methods import MethodContext, build_method
 from loft.records import RunKey, columnar, config_hash, git_sha, read_record, versions, write_json_atomic
 from loft.tracking import Tracker
-from loft.training import peak_memory_bytes, total_steps, train
+from loft.checkpoint import read_checkpoint_hash
+from loft.training import Checkpointing, peak_memory_bytes, total_steps, train
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -81,8 +82,9 @@ def run(cfg: DictConfig) -> dict | None:
     tracker = Tracker(cfg.logger, key.run_id(), str(key.relative_path().with_suffix("")), config,
                       group=f"{key.task}/{key.model}")
     start = time.perf_counter()
+    ckpt = checkpointing(cfg, key, digest)
     result = train(method.model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name, tracker.log,
-                   after_step=method.after_step)
+                   after_step=method.after_step, ckpt=ckpt)
     metrics = task.evaluate(method.model)
     record = {
         "task": key.task, "model": key.model, "method": key.method, "rank": key.rank, "seed": key.seed,
@@ -104,6 +106,30 @@ def run(cfg: DictConfig) -> dict | None:
     tracker.finish({f"eval/{k}": v for k, v in metrics.items()})
     print(f"record: {path}\nmetrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
     return record
+
+
+def checkpointing(cfg: DictConfig, key: RunKey, digest: str) -> Checkpointing:
+    """Where this run checkpoints, and whether it continues an earlier checkpoint.
+
+    resume=auto (default) continues a checkpoint written by the same config, so relaunching an
+    interrupted sweep resumes its partial runs; resume=true insists (a checkpoint of another
+    config is an error); resume=false starts over."""
+    every = int(cfg.trainer.checkpoint_every or 0)
+    path = absolute(cfg.paths.checkpoint_dir) / key.relative_path().with_suffix("") / "last.pt" if every else None
+    resume = str(cfg.resume).lower()
+    if resume not in ("auto", "true", "false"):
+        raise ConfigError(f"resume={cfg.resume} must be auto, true or false")
+    if resume != "false" and path is not None and path.exists():
+        saved = read_checkpoint_hash(path)
+        if saved != digest:
+            if resume == "true":
+                raise ConfigError(f"{path} was written by a different config; resume=false starts over")
+            print(f"note: ignoring {path}, written by a different config")
+            resume = "false"
+    elif resume == "true":
+        print("note: resume=true but no checkpoint exists for this run (set trainer.checkpoint_every); starting fresh")
+    stop = cfg.trainer.get("stop_after_steps")
+    return Checkpointing(path, every, resume != "false", int(stop) if stop is not None else None, digest)
 
 
 def _state_bytes(optimizer) -> int:

@@ -4,7 +4,9 @@ Features: gradient accumulation (batch_size / micro_batch_size), transformers' L
 with warm-up, global-norm clipping (an optimizer's own `clip_grad_norm_` wins, so LoFT clips
 the projected gradient), a guard that skips non-finite steps and stops after
 `max_bad_steps` in a row, per-step metrics (loss, lr, grad norm, step time, peak memory)
-sent to the logger, and a progress bar.
+sent to the logger, a progress bar, and checkpoints every `checkpoint_every` steps and at the
+end, from which a run resumes bit-for-bit (data position included: the micro-batch stream
+is replayed from its deterministic (seed, epoch) order and fast-forwarded).
 """
 from __future__ import annotations
 
@@ -12,13 +14,28 @@ import math
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from loft import checkpoint
 from loft.errors import ConfigError, TrainingDiverged
+
+
+class Interrupted(RuntimeError):
+    """Raised by `trainer.stop_after_steps` (fault injection): the run ends like a killed process."""
+
+
+@dataclass
+class Checkpointing:
+    path: Path | None = None       # None: no checkpoints
+    every: int = 0                 # steps between checkpoints; 0 = only at the end
+    resume: bool = False           # continue from `path` when it exists
+    stop_after: int | None = None  # fault injection: stop after this step, no record
+    config_hash: str = ""          # a checkpoint of another config is never resumed
 
 
 @dataclass
@@ -62,7 +79,8 @@ def _micro_batches(task, micro: int, seed: int):
 
 def train(model, optimizer, task, tcfg, seed: int, method_name: str,
           log: Callable[[dict, int], None] = lambda metrics, step: None,
-          after_step: Callable[[int], None] | None = None) -> TrainResult:
+          after_step: Callable[[int], None] | None = None,
+          ckpt: Checkpointing = Checkpointing()) -> TrainResult:
     result = TrainResult()
     steps = total_steps(tcfg, task.num_train_examples())
     if steps == 0:
@@ -72,11 +90,20 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     clip = getattr(optimizer, "clip_grad_norm_", None) or (lambda n: torch.nn.utils.clip_grad_norm_(params, n))
+    progress = {"step": 0, "consumed": 0, "bad_steps": 0, "history": [], "train_time_s": 0.0,
+                "config_hash": ckpt.config_hash}
+    if ckpt.resume and ckpt.path is not None and ckpt.path.exists():
+        progress = checkpoint.load(ckpt.path, model, optimizer, scheduler)
+        print(f"resumed from {ckpt.path} at step {progress['step']}")
+    result.history, result.bad_steps = progress["history"], progress["bad_steps"]
     batches = _micro_batches(task, tcfg.micro_batch_size or tcfg.batch_size, seed)
+    for _ in range(progress["consumed"]):  # fast-forward to the saved data position
+        next(batches)
     model.train()
     bad_in_a_row, last_finite = 0, float("nan")
-    start = time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc=f"train {method_name}", dynamic_ncols=True, mininterval=1.0)
+    start = time.perf_counter() - progress["train_time_s"]
+    bar = tqdm(range(progress["step"] + 1, steps + 1), desc=f"train {method_name}", dynamic_ncols=True,
+               mininterval=1.0, initial=progress["step"], total=steps)
     for step in bar:
         t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
@@ -85,28 +112,35 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
             loss = task.loss(model, next(batches)) / accum
             loss.backward()
             loss_sum += loss.item()
+        progress["consumed"] += accum
         grad_norm = clip(tcfg.max_grad_norm) if tcfg.max_grad_norm else _grad_norm(params)
         grad_norm = float(grad_norm)
-        if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
+        if math.isfinite(loss_sum) and math.isfinite(grad_norm):
+            bad_in_a_row, last_finite = 0, loss_sum
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            if after_step is not None:
+                after_step(step)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm,
+                      "step_time_s": time.perf_counter() - t0, "peak_memory_bytes": peak_memory_bytes(device)}
+            result.history.append(record)
+            log({f"train/{k}": v for k, v in record.items() if k != "step"}, step)
+            bar.set_postfix(loss=f"{loss_sum:.4g}", refresh=False)
+        else:
             result.bad_steps += 1
             bad_in_a_row += 1
             if bad_in_a_row >= tcfg.max_bad_steps:
                 raise TrainingDiverged(f"{bad_in_a_row} non-finite steps in a row up to step {step} with "
                                        f"method={method_name}; last finite loss {last_finite:.6g}; lower trainer.lr")
-            continue
-        bad_in_a_row, last_finite = 0, loss_sum
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        if after_step is not None:
-            after_step(step)
-        scheduler.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm,
-                  "step_time_s": time.perf_counter() - t0, "peak_memory_bytes": peak_memory_bytes(device)}
-        result.history.append(record)
-        log({f"train/{k}": v for k, v in record.items() if k != "step"}, step)
-        bar.set_postfix(loss=f"{loss_sum:.4g}", refresh=False)
+        scheduler.step()  # a skipped step still advances the schedule, so step k always has lr_k
+        progress.update(step=step, bad_steps=result.bad_steps, train_time_s=time.perf_counter() - start)
+        if ckpt.path is not None and (step == steps or (ckpt.every and step % ckpt.every == 0)):
+            checkpoint.save(ckpt.path, model, optimizer, scheduler, progress)
+        if ckpt.stop_after is not None and step >= ckpt.stop_after and step < steps:
+            raise Interrupted(f"stopped after step {step} (trainer.stop_after_steps); "
+                              f"checkpoint: {ckpt.path if ckpt.every else 'none (set trainer.checkpoint_every)'}")
     result.steps = steps
     result.train_time_s = time.perf_counter() - start
     return result

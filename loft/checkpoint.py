@@ -1,0 +1,67 @@
+"""Checkpoints that let a run continue bit-for-bit: trainable weights, optimizer state (LoFT's
+included), scheduler, RNG states (python, numpy, torch, CUDA), the step, the number of micro
+batches consumed (the data position) and the history so far.
+
+One file per run key (`<checkpoint_dir>/<task>/<model>/<method>/<rank>_seed<seed>/last.pt`),
+replaced atomically, so an interruption at any moment leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(path: Path, model, optimizer, scheduler, progress: dict) -> None:
+    payload = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
+               "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": progress}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; records are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, model, optimizer, scheduler) -> dict:
+    """Restore everything into the live objects; return the saved progress dict."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in payload["model"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    restore_rng(payload["rng"])
+    return payload["progress"]
+
+
+def read_checkpoint_hash(path: Path) -> str | None:
+    return torch.load(path, map_location="cpu", weights_only=False)["progress"].get("config_hash")

@@ -1,0 +1,78 @@
+"""Long runs: checkpoints resume bit-for-bit, interrupted sweeps skip finished runs and resume
+partial ones, and non-finite steps are skipped, counted, and stop the run when they persist."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from loft.errors import ConfigError, TrainingDiverged
+from loft.runner import run
+from loft.training import Interrupted
+from tests.conftest import compose_config
+from tests.integration.test_runner import SMALL_MATFAC, TINY_LM, _cli
+
+LONG = (*TINY_LM, "trainer.max_steps=40", "trainer.batch_size=4", "trainer.micro_batch_size=2",
+        "trainer.warmup_steps=5", "trainer.lr=3e-3", "trainer.checkpoint_every=10", "task.eval_limit=2")
+
+
+def _final_weights(ckpt_dir, method):
+    path = next((ckpt_dir / "wikitext2" / "tiny_llama" / method).glob("*/last.pt"))
+    return torch.load(path, weights_only=False)["model"]
+
+
+@pytest.mark.parametrize("method", ["lora", "loft"])
+def test_resume_equals_uninterrupted_run(method, tmp_path):
+    """Stop after step 20 of 40, resume, compare with 40 straight (dropout on: RNG restored)."""
+    straight_dirs = (f"paths.runs_dir={tmp_path}/a", f"paths.checkpoint_dir={tmp_path}/ca")
+    resumed_dirs = (f"paths.runs_dir={tmp_path}/b", f"paths.checkpoint_dir={tmp_path}/cb")
+    straight = run(compose_config(*LONG, f"method={method}", *straight_dirs))
+    with pytest.raises(Interrupted):
+        run(compose_config(*LONG, f"method={method}", "trainer.stop_after_steps=20", *resumed_dirs))
+    assert not list((tmp_path / "b").rglob("*.json")), "an interrupted run must not write a record"
+    resumed = run(compose_config(*LONG, f"method={method}", "resume=true", *resumed_dirs))
+    assert resumed["history"]["loss"] == straight["history"]["loss"]
+    assert resumed["metrics"] == straight["metrics"]
+    a, b = _final_weights(tmp_path / "ca", method), _final_weights(tmp_path / "cb", method)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_of_a_different_config_is_refused(tmp_path):
+    dirs = (f"paths.runs_dir={tmp_path}/r", f"paths.checkpoint_dir={tmp_path}/c")
+    with pytest.raises(Interrupted):
+        run(compose_config(*SMALL_MATFAC, "method=loft", "trainer.checkpoint_every=5", "trainer.stop_after_steps=10", *dirs))
+    with pytest.raises(ConfigError, match="different config"):
+        run(compose_config(*SMALL_MATFAC, "method=loft", "trainer.checkpoint_every=5", "trainer.lr=0.5", "resume=true", *dirs))
+
+
+def test_interrupted_sweep_skips_finished_and_resumes_partial(tmp_path):
+    sweep = ("method=lora,loft", *SMALL_MATFAC, "trainer.checkpoint_every=10", f"paths.checkpoint_dir={tmp_path}/c")
+    first = _cli(*sweep, "trainer.stop_after_steps=20", runs_dir=tmp_path / "r", multirun=True)
+    assert first.returncode == 3 and "stopped after step 20" in first.stderr  # killed in the first job
+    second = _cli(*sweep, runs_dir=tmp_path / "r", multirun=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stdout and second.stdout.count("record:") == 2
+    third = _cli(*sweep, runs_dir=tmp_path / "r", multirun=True)
+    assert third.stdout.count("skip:") == 2 and "record:" not in third.stdout
+    straight = run(compose_config(*SMALL_MATFAC, "method=lora", f"paths.runs_dir={tmp_path}/s"))
+    lora = json.loads((tmp_path / "r" / "matfac" / "matfac" / "lora" / "r4_seed0.json").read_text())
+    assert lora["history"]["loss"] == straight["history"]["loss"]
+
+
+def test_non_finite_steps_are_skipped_counted_and_bounded(tmp_path, monkeypatch):
+    from tasks.matfac import MatFacTask
+
+    real_loss, calls = MatFacTask.loss, {"n": 0}
+
+    def flaky(self, model, batch):  # steps 3 and 4 produce NaN, the rest are fine
+        calls["n"] += 1
+        loss = real_loss(self, model, batch)
+        return loss * float("nan") if calls["n"] in (3, 4) else loss
+
+    monkeypatch.setattr(MatFacTask, "loss", flaky)
+    record = run(compose_config(*SMALL_MATFAC, "method=loft", f"paths.runs_dir={tmp_path}"))
+    assert record["bad_steps"] == 2 and len(record["history"]["loss"]) == 38
+    monkeypatch.setattr(MatFacTask, "loss", lambda self, m, b: real_loss(self, m, b) * float("nan"))
+    with pytest.raises(TrainingDiverged, match="3 non-finite steps in a row up to step 3 with method=loft"):
+        run(compose_config(*SMALL_MATFAC, "method=loft", "trainer.max_bad_steps=3", "force=true", f"paths.runs_dir={tmp_path}"))
