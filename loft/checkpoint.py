@@ -15,9 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from loft.distributed import unwrap
+
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    """Trainable tensors by name, without DDP's `module.` prefix (a checkpoint of a 2-process
+    run loads into a 1-process run and back)."""
+    return {name: p.detach().clone() for name, p in unwrap(model).named_parameters() if p.requires_grad}
 
 
 def rng_state() -> dict:
@@ -53,7 +57,7 @@ def save(path: Path, model, optimizer, scheduler, progress: dict) -> None:
 def load(path: Path, model, optimizer, scheduler) -> dict:
     """Restore everything into the live objects; return the saved progress dict."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    params = dict(model.named_parameters())
+    params = dict(unwrap(model).named_parameters())
     with torch.no_grad():
         for name, value in payload["model"].items():
             params[name].copy_(value)

@@ -19,7 +19,9 @@ from loft.methods import MethodContext, build_method
 from loft.records import RunKey, columnar, config_hash, git_sha, read_record, versions, write_json_atomic
 from loft.tracking import Tracker
 from loft.checkpoint import read_checkpoint_hash
-from loft.training import Checkpointing, peak_memory_bytes, total_steps, train
+from loft.distributed import init_world, wrap
+from loft.training import (Checkpointing, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
+                           train)
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -66,7 +68,8 @@ def run(cfg: DictConfig) -> dict | None:
         return None
 
     transformers.set_seed(int(cfg.seed))
-    device = resolve_device(cfg.trainer.device)
+    world, world_device = init_world()
+    device = world_device or resolve_device(cfg.trainer.device)
     dtype = resolve_dtype(cfg.trainer.dtype, device)
     task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
     bundle = task.build_model(cfg.model)
@@ -74,18 +77,18 @@ def run(cfg: DictConfig) -> dict | None:
     task.setup(bundle, str(absolute(cfg.paths.data_dir)))
     hp = {"lr": cfg.trainer.lr, "betas": tuple(cfg.trainer.betas), "eps": cfg.trainer.eps,
           "weight_decay": cfg.trainer.weight_decay}
-    micro = cfg.trainer.micro_batch_size or cfg.trainer.batch_size
+    micro = micro_batch_size(cfg.trainer, world.size)
     ctx = MethodContext(int(cfg.rank), hp, bundle.target_modules, total_steps(cfg.trainer, task.num_train_examples()),
                         lambda n: itertools.islice(task.train_batches(micro, 0, int(cfg.seed)), n), task.loss)
     method = build_method(cfg.method, bundle.model, ctx)
 
     tracker = Tracker(cfg.logger, key.run_id(), str(key.relative_path().with_suffix("")), config,
-                      group=f"{key.task}/{key.model}")
+                      group=f"{key.task}/{key.model}", enabled=world.is_main)
     start = time.perf_counter()
     ckpt = checkpointing(cfg, key, digest)
-    result = train(method.model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name, tracker.log,
-                   after_step=method.after_step, ckpt=ckpt)
-    metrics = task.evaluate(method.model)
+    result = train(wrap(method.model, world), method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name,
+                   tracker.log, after_step=method.after_step, ckpt=ckpt, world=world)
+    metrics = task.evaluate(method.model)  # every rank holds the same weights; only rank 0 writes
     record = {
         "task": key.task, "model": key.model, "method": key.method, "rank": key.rank, "seed": key.seed,
         "tag": key.tag,
@@ -96,15 +99,18 @@ def run(cfg: DictConfig) -> dict | None:
         "optimizer_state_bytes": _state_bytes(method.optimizer),
         "wall_time_s": time.perf_counter() - start, "train_time_s": result.train_time_s,
         "peak_memory_bytes": peak_memory_bytes(device),
-        "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+        "device": str(device), "dtype": str(dtype).replace("torch.", ""), "world_size": world.size,
+        "effective_batch_size": cfg.trainer.batch_size,
+        "micro_batch_size": micro, "accumulation_steps": accumulation_steps(cfg.trainer, world.size),
         "method_info": method.info,
         "versions": versions(), "git_sha": git_sha(),
         "config": config, "config_hash": digest,
         "history": columnar(result.history),
     }
-    write_json_atomic(path, record)
-    tracker.finish({f"eval/{k}": v for k, v in metrics.items()})
-    print(f"record: {path}\nmetrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
+    if world.is_main:
+        write_json_atomic(path, record)
+        tracker.finish({f"eval/{k}": v for k, v in metrics.items()})
+        print(f"record: {path}\nmetrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
     return record
 
 

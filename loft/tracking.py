@@ -6,9 +6,9 @@ import os
 
 
 class Tracker:
-    def __init__(self, logger_cfg, run_id: str, name: str, config: dict, group: str):
+    def __init__(self, logger_cfg, run_id: str, name: str, config: dict, group: str, enabled: bool = True):
         self.run = None
-        if logger_cfg.mode == "disabled":
+        if logger_cfg.mode == "disabled" or not enabled:  # only rank 0 logs
             return
         import wandb
 

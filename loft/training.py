@@ -11,6 +11,7 @@ is replayed from its deterministic (seed, epoch) order and fast-forwarded).
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 import resource
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from loft import checkpoint
+from loft.distributed import World, mean_over_ranks, shard
 from loft.errors import ConfigError, TrainingDiverged
 
 
@@ -58,11 +60,17 @@ def total_steps(tcfg, num_examples: int) -> int:
     return int(tcfg.epochs * math.ceil(num_examples / tcfg.batch_size))
 
 
-def accumulation_steps(tcfg) -> int:
-    micro = tcfg.micro_batch_size or tcfg.batch_size
-    if tcfg.batch_size % micro:
-        raise ConfigError(f"trainer.batch_size={tcfg.batch_size} is not a multiple of trainer.micro_batch_size={micro}")
-    return tcfg.batch_size // micro
+def accumulation_steps(tcfg, world_size: int = 1) -> int:
+    """Micro batches per rank per step: batch_size = micro_batch_size x accumulation x world_size."""
+    micro = tcfg.micro_batch_size or tcfg.batch_size // world_size
+    if tcfg.batch_size % (micro * world_size):
+        raise ConfigError(f"trainer.batch_size={tcfg.batch_size} is not a multiple of trainer.micro_batch_size={micro} "
+                          f"x {world_size} processes")
+    return tcfg.batch_size // (micro * world_size)
+
+
+def micro_batch_size(tcfg, world_size: int = 1) -> int:
+    return tcfg.micro_batch_size or tcfg.batch_size // world_size
 
 
 def _micro_batches(task, micro: int, seed: int):
@@ -80,12 +88,12 @@ def _micro_batches(task, micro: int, seed: int):
 def train(model, optimizer, task, tcfg, seed: int, method_name: str,
           log: Callable[[dict, int], None] = lambda metrics, step: None,
           after_step: Callable[[int], None] | None = None,
-          ckpt: Checkpointing = Checkpointing()) -> TrainResult:
+          ckpt: Checkpointing = Checkpointing(), world: World = World()) -> TrainResult:
     result = TrainResult()
     steps = total_steps(tcfg, task.num_train_examples())
     if steps == 0:
         return result
-    accum = accumulation_steps(tcfg)
+    accum = accumulation_steps(tcfg, world.size)
     scheduler = get_scheduler(tcfg.scheduler, optimizer, num_warmup_steps=tcfg.warmup_steps, num_training_steps=steps)
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
@@ -96,7 +104,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
         progress = checkpoint.load(ckpt.path, model, optimizer, scheduler)
         print(f"resumed from {ckpt.path} at step {progress['step']}")
     result.history, result.bad_steps = progress["history"], progress["bad_steps"]
-    batches = _micro_batches(task, tcfg.micro_batch_size or tcfg.batch_size, seed)
+    batches = shard(_micro_batches(task, micro_batch_size(tcfg, world.size), seed), world)
     for _ in range(progress["consumed"]):  # fast-forward to the saved data position
         next(batches)
     model.train()
@@ -108,10 +116,12 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
         t0 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
-        for _ in range(accum):
-            loss = task.loss(model, next(batches)) / accum
-            loss.backward()
+        for i in range(accum):
+            with model.no_sync() if world.size > 1 and i < accum - 1 else nullcontext():  # sync once per step
+                loss = task.loss(model, next(batches)) / accum
+                loss.backward()
             loss_sum += loss.item()
+        loss_sum = mean_over_ranks(loss_sum, world)  # every rank sees the same loss: they skip together
         progress["consumed"] += accum
         grad_norm = clip(tcfg.max_grad_norm) if tcfg.max_grad_norm else _grad_norm(params)
         grad_norm = float(grad_norm)
@@ -136,7 +146,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
                                        f"method={method_name}; last finite loss {last_finite:.6g}; lower trainer.lr")
         scheduler.step()  # a skipped step still advances the schedule, so step k always has lr_k
         progress.update(step=step, bad_steps=result.bad_steps, train_time_s=time.perf_counter() - start)
-        if ckpt.path is not None and (step == steps or (ckpt.every and step % ckpt.every == 0)):
+        if world.is_main and ckpt.path is not None and (step == steps or (ckpt.every and step % ckpt.every == 0)):
             checkpoint.save(ckpt.path, model, optimizer, scheduler, progress)
         if ckpt.stop_after is not None and step >= ckpt.stop_after and step < steps:
             raise Interrupted(f"stopped after step {step} (trainer.stop_after_steps); "

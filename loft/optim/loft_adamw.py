@@ -25,12 +25,13 @@ Engineering beyond the paper:
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import torch
 
 from .base import Factors, LowRankPairOptimizer
-from .packed import congruence_matrix, pack_outer, packed_size, reconstruction_matrix
+from .packed import congruence_matrix, pack_outer_accumulate_, packed_size, reconstruction_matrix
 from .pairs import PairGroup
 
 
@@ -56,7 +57,7 @@ class LoFTAdamW(LowRankPairOptimizer):
         calibrate_second_moment: bool = True,
         project_update: bool = True,
         projected_clipping: bool = True,
-        chunk_elements: int = 1 << 24,
+        chunk_elements: int | None = None,
     ):
         if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"invalid LoFTAdamW hyperparameters lr={lr} betas={betas} eps={eps} wd={weight_decay}")
@@ -91,14 +92,28 @@ class LoFTAdamW(LowRankPairOptimizer):
         beta1, beta2 = self.param_groups[g.group_index]["betas"]
         for side, grad in (("U", grad_U), ("V", grad_V)):
             g.state[f"exp_avg_{side}"].mul_(beta1).add_(grad, alpha=1 - beta1)
-            second = g.state[f"second_{side}"].mul_(beta2)
+            second = g.state[f"second_{side}"]
             if self.project_update:
-                second.add_(pack_outer(grad), alpha=1 - beta2)
+                pack_outer_accumulate_(second, grad, beta2, 1 - beta2)
             else:
-                second.addcmul_(grad, grad, value=1 - beta2)
+                second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
 
-    def _rows_per_chunk(self, layers: int, cols: int) -> int:
-        return max(1, self.chunk_elements // max(1, layers * cols))
+    def _chunk_elements(self, t: torch.Tensor) -> int:
+        if self.chunk_elements is not None:
+            return self.chunk_elements
+        # CPU: blocks that stay in cache while the element-wise passes run over them;
+        # GPU: large blocks, few launches (the transient is still bounded).
+        return 1 << 24 if t.device.type == "cuda" else 1 << 19
+
+    def _blocks(self, layers: int, rows: int, cols: int, budget: int) -> list[tuple[slice, slice]]:
+        """(layer slice, row slice) blocks of about `budget` elements of a layers x rows x cols
+        dense transient; rows come in runs of at least 64 (when there are that many) so the
+        GEMMs that produce a block stay efficient, and layers are split when needed."""
+        per_row = max(1, layers * cols)
+        step = min(rows, max(budget // per_row, min(rows, 64)))
+        lstep = layers if step * per_row <= budget else max(1, budget // max(1, step * cols))
+        return [(slice(lo, lo + lstep), slice(i, i + step))
+                for lo in range(0, layers, lstep) for i in range(0, rows, step)]
 
     def _direction(self, g: PairGroup, f: Factors, side: str) -> torch.Tensor:
         hp = self.param_groups[g.group_index]
@@ -117,20 +132,40 @@ class LoFTAdamW(LowRankPairOptimizer):
 
     def _projected_adam(self, exp_avg, cross, other, pinv, bc1, bc2, eps, bound) -> torch.Tensor:
         """Delta = [m~/bc1 / (sqrt(v~/bc2) + eps)] V (V^T V)^+ with m~ = exp_avg V^T and
-        v~_ij = V_j^T p_i V_j, built `rows` rows at a time so the dense transient stays small."""
+        v~_ij = V_j^T p_i V_j, built block by block so the dense transient stays small.
+
+        The scalars are folded into r-sized operands so a block costs two GEMMs, four
+        element-wise passes and one GEMM: with K the moment bound (1 without a floor),
+            m~/bc1 / (sqrt(max(v~, m~^2/K)/bc2) + eps)
+              = c/bc1 * m~ / (sqrt(max(K v~, m~^2)) + eps c),   c = sqrt(K bc2),
+        where K v~ comes from the reconstruction matrix scaled by K and c/bc1 goes into
+        the projection V (V^T V)^+."""
         layers, rows_total, _ = exp_avg.shape
-        other_t = other.mT                    # L x r x n
-        recon = reconstruction_matrix(other)  # L x R x n
-        project = other @ pinv                # L x n x r
+        cols = other.shape[-2]
+        floor = bound != float("inf")
+        k = bound if floor else 1.0
+        c = math.sqrt(k * bc2)
+        other_t = other.mT                          # L x r x n
+        recon = reconstruction_matrix(other, k)     # L x R x n, = K * Q
+        project = (other @ pinv).mul_(c / bc1)      # L x n x r
+        eps = eps * c
         out = torch.empty_like(exp_avg)
-        step = self._rows_per_chunk(layers, other.shape[-2])
-        for i in range(0, rows_total, step):
-            m_full = exp_avg[:, i : i + step] @ other_t
-            v_full = cross[:, i : i + step] @ recon
-            floor = m_full.square().div_(bound) if bound != float("inf") else torch.zeros_like(v_full)
-            v_full = torch.maximum(v_full, floor)  # float32 safety, see module doc
-            denom = v_full.div_(bc2).sqrt_().add_(eps)
-            out[:, i : i + step] = m_full.div_(denom).div_(bc1) @ project
+        blocks = self._blocks(layers, rows_total, cols, self._chunk_elements(exp_avg))
+        biggest = max((ls.stop - ls.start) * (rs.stop - rs.start) for ls, rs in blocks)  # over-estimate, fine
+        buffers = exp_avg.new_empty(3, biggest * cols)
+        for ls, rs in blocks:
+            lo, hi = ls.start, min(ls.stop, layers)
+            i, j = rs.start, min(rs.stop, rows_total)
+            shape = (hi - lo, j - i, cols)
+            m_full, v_full, sq = (b[: math.prod(shape)].view(shape) for b in buffers)
+            torch.matmul(exp_avg[lo:hi, i:j], other_t[lo:hi], out=m_full)
+            torch.matmul(cross[lo:hi, i:j], recon[lo:hi], out=v_full)
+            if floor:  # float32 safety, see module doc
+                torch.maximum(v_full, torch.mul(m_full, m_full, out=sq), out=v_full)
+            else:
+                v_full.clamp_(min=0)
+            m_full.div_(v_full.sqrt_().add_(eps))
+            out[lo:hi, i:j] = m_full @ project[lo:hi]
         return out
 
     def _calibrate(self, g: PairGroup, side: str, c: torch.Tensor) -> None:
@@ -140,6 +175,6 @@ class LoFTAdamW(LowRankPairOptimizer):
         if self.calibrate_second_moment:
             cross = g.state[f"second_{side}"]
             congruence = congruence_matrix(c)
-            step = self._rows_per_chunk(cross.shape[0], cross.shape[-1])
-            for i in range(0, cross.shape[1], step):
-                cross[:, i : i + step] = cross[:, i : i + step] @ congruence
+            layers, rows, packed = cross.shape
+            for ls, rs in self._blocks(layers, rows, packed, self._chunk_elements(cross)):
+                cross[ls, rs] = cross[ls, rs] @ congruence[ls]

@@ -20,9 +20,14 @@ class LoftOrthConfig:
         a '.', as in PEFT) or one regex (re.fullmatch on the qualified name). Targets must be
         nn.Linear or transformers' Conv1D.
     calibration_batches: how many batches of the calibration iterable the one-off gradient pass uses.
-    oversample: the range sketch has k = r + oversample columns (co-range 2k + 1); the extra
-        memory per layer during calibration is (m + n)(3k + 1) float32 numbers (gradsvd,
-        coordinate) or twice that (skewgrad), never m x n.
+    calibration_passes: sweeps over those batches. 1: single-pass sketch (Tropp et al. 2017).
+        p > 1: randomised range finder with p - 2 power iterations (Halko et al. 2011), exact
+        projection in the last sweep; far more accurate when the gradient spectrum decays
+        slowly, at p times the calibration cost (the batches are kept in a list between sweeps).
+        coordinate always uses one pass.
+    oversample: the range sketch has k = r + oversample columns (single pass: co-range 2k + 1);
+        the extra memory per layer during calibration is at most (m + n)(3k + 1) float32
+        numbers (gradsvd, coordinate) or twice that (skewgrad), never m x n.
     seed: seeds the sketches' test matrices, random supports and Householder vectors.
     neumann_terms: cayley_neumann's t (PEFT's num_cayley_neumann_terms): T = I + 2K + ... + K^(t-1).
     neumann_eps: cayley_neumann rescales K to ||K||_F <= eps when set (PEFT's cayley_neumann_eps).
@@ -35,6 +40,7 @@ class LoftOrthConfig:
     transform: str
     target_modules: list[str] | str
     calibration_batches: int = 8
+    calibration_passes: int = 1
     oversample: int = 8
     seed: int = 0
     neumann_terms: int = 5
@@ -55,6 +61,8 @@ class LoftOrthConfig:
                 raise ValueError("target_modules is empty")
         if self.calibration_batches < 1:
             raise ValueError(f"calibration_batches must be positive, got {self.calibration_batches}")
+        if self.calibration_passes < 1:
+            raise ValueError(f"calibration_passes must be positive, got {self.calibration_passes}")
         if self.oversample < 0:
             raise ValueError(f"oversample must be >= 0, got {self.oversample}")
         if self.neumann_terms < 2:

@@ -3,8 +3,8 @@
 Features:
 - apply(): wraps every targeted nn.Linear / Conv1D in a LoftOrthLinear. Only the wrapped base
   layers are frozen; every other requires_grad flag (a classifier head, say) is the caller's.
-- calibrate(): the one-off gradient pass of the gradient-informed supports. Per batch one
-  forward and backward with hooks on the targeted layers: a forward pre-hook makes a layer input
+- calibrate(): the one-off gradient pass (or a few sweeps, `calibration_passes`) of the
+  gradient-informed supports. Per batch one forward and backward with hooks on the targeted layers: a forward pre-hook makes a layer input
   require grad (so each targeted output gets a gradient although every parameter is frozen),
   and a forward hook puts a tensor hook on the output whose gradient dy, with the input x, feeds
   the layer's GradSketch (dy^T (x Omega) etc.; G itself is never formed). requires_grad is off
@@ -100,11 +100,16 @@ def _tap(sketch: GradSketch):
 def calibrate(model: nn.Module, targets: dict[str, nn.Module], config: LoftOrthConfig, batches: Iterable,
               loss_fn: Callable | None = None, generator: torch.Generator | None = None) -> dict[str, GradSketch]:
     """Sketches of the calibration gradient of every target over `config.calibration_batches`
-    batches of `batches`; `loss_fn(model, batch)` defaults to model(**batch).loss."""
+    batches of `batches` (`config.calibration_passes` sweeps); `loss_fn(model, batch)` defaults
+    to model(**batch).loss."""
     generator = generator if generator is not None else torch.Generator().manual_seed(config.seed)
     loss_fn = loss_fn or default_loss
-    sketches = {name: GradSketch(weight_out_in(module), config.support, config.r, config.oversample, generator)
-                for name, module in targets.items()}
+    sketches = {name: GradSketch(weight_out_in(module), config.support, config.r, config.oversample, generator,
+                                 config.calibration_passes) for name, module in targets.items()}
+    passes = max(s.passes for s in sketches.values())
+    batches = itertools.islice(batches, config.calibration_batches)
+    if passes > 1:
+        batches = list(batches)  # swept again; a handful of batches
     flags = [(p, p.requires_grad) for p in model.parameters()]
     was_training = model.training
     handles = []
@@ -115,16 +120,20 @@ def calibrate(model: nn.Module, targets: dict[str, nn.Module], config: LoftOrthC
         for name, module in targets.items():
             handles.append(module.register_forward_pre_hook(_require_grad_input))
             handles.append(module.register_forward_hook(_tap(sketches[name])))
-        used = 0
         with torch.enable_grad():
-            for batch in itertools.islice(batches, config.calibration_batches):
-                loss = loss_fn(model, batch)
-                if not loss.requires_grad:
-                    raise RuntimeError("the calibration loss does not depend on any targeted layer")
-                loss.backward()
-                used += 1
-        if used == 0:
-            raise ValueError("the calibration iterable yielded no batch")
+            for sweep in range(passes):
+                if sweep:
+                    for name, sketch in sketches.items():
+                        sketch.next_pass(weight_out_in(targets[name]))
+                used = 0
+                for batch in batches:
+                    loss = loss_fn(model, batch)
+                    if not loss.requires_grad:
+                        raise RuntimeError("the calibration loss does not depend on any targeted layer")
+                    loss.backward()
+                    used += 1
+                if used == 0:
+                    raise ValueError("the calibration iterable yielded no batch")
     finally:
         for h in handles:
             h.remove()

@@ -19,8 +19,10 @@ Gradient-informed supports take either the dense G (`grad=`, for tests and small
 `GradSketch` (`sketch=`) filled during calibration, so that G and S are never formed: the sketch
 holds O((m + n) r) numbers per layer and is reduced to P by the single-pass randomised SVD of
 Tropp, Yurtsever, Udell & Cevher (2017, "Practical sketching algorithms for low-rank matrix
-approximation"): Q = orth(A Omega), X = (Psi^T Q)^+ (Psi^T A) ~ Q^T A, SVD of X. When the range
-sketch has min(m, n) columns it is exact.
+approximation"): Q = orth(A Omega), X = (Psi^T Q)^+ (Psi^T A) ~ Q^T A, SVD of X; or, with more
+sweeps over the calibration batches, by the multi-pass randomised SVD with power iterations
+(Halko, Martinsson & Tropp 2011), which is much more accurate when the spectrum decays slowly.
+When the range sketch is as wide as A's rank can be (min(m, n) for G, n for S) it is exact.
 """
 from __future__ import annotations
 
@@ -35,40 +37,54 @@ def _gaussian(rows: int, cols: int, generator: torch.Generator | None, device) -
 
 
 class GradSketch:
-    """Single-pass sketch of one layer's calibration gradient G = sum_b dY_b^T X_b (m x n).
+    """Randomised sketch of one layer's calibration gradient G = sum_b dY_b^T X_b (m x n).
 
     State: two test matrices and two accumulators, each (m or n) x O(r):
         g_in   = G   @ test_in    (m x a),   test_in:  n x a
         gt_out = G^T @ test_out   (n x b),   test_out: m x b
     A batch (X: tokens x n, dY: tokens x m) adds dY^T (X test_in) and X^T (dY test_out), which is
-    O(tokens (m + n)(a + b)) work; G is never formed.
+    O(tokens (m + n)(a + b)) work; G is never formed. k = r + oversample, capped by the largest
+    rank of the sketched matrix (min(m, n) for G, n for S, which can have rank 2 min(m, n)).
 
-    gradsvd / coordinate sketch G itself: test_in = Omega (n x k), test_out = Psi (m x l), Gaussian;
-    g_in is the range sketch G Omega, gt_out^T the co-range sketch Psi^T G.
-    skewgrad sketches S = skew(W0^T G): test_in = Theta = [Omega | Psi] (n x (k + l)) and
-    test_out = W0 Theta, so that S Theta = (W0^T g_in - gt_out) / 2, one m x n x (k + l) product
-    at the end. S is skew, so Psi^T S = -(S Psi)^T gives the co-range for free.
-    k = min(r + oversample, m, n) and l = min(2k + 1, co-range rows), as Tropp et al. recommend.
+    passes = 1 (single pass, Tropp et al. 2017), l = min(2k + 1, co-range rows):
+      gradsvd / coordinate: test_in = Omega (n x k), test_out = Psi (m x l), Gaussian; g_in is the
+        range sketch G Omega, gt_out^T the co-range sketch Psi^T G.
+      skewgrad (S = skew(W0^T G)): test_in = Theta = [Omega | Psi] (n x (k + l)), test_out = W0 Theta,
+        so S Theta = (W0^T g_in - gt_out) / 2 (one m x n x (k + l) product at the end); S is
+        skew, so Psi^T S = -(S Psi)^T gives the co-range for free.
+    passes = p > 1 (randomised range finder with power iterations, Halko, Martinsson & Tropp
+    2011): each sweep over the same batches multiplies the orthonormalised previous result by G,
+    G^T or S once (`next_pass` in between); two sweeps of G make one classical G^T G iteration:
+      gradsvd alternates sides: G Omega, G^T Q, G X, ... with Q, X the orthonormalised previous
+        result; the last product is exact for the projected matrix (no co-range needed).
+      skewgrad: S X for X = Omega, then orth(S X), ...; finally Rayleigh-Ritz on X^T S X.
+      coordinate always uses a single pass (it needs the co-range's column energies).
     """
 
     def __init__(self, weight: torch.Tensor, support: str, r: int, oversample: int = 8,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, passes: int = 1):
         if support not in ("gradsvd", "skewgrad", "coordinate"):
             raise ValueError(f"support {support!r} uses no gradient sketch")
+        if passes < 1:
+            raise ValueError(f"passes must be >= 1, got {passes}")
         w = weight.detach().float()
         m, n = w.shape
         self.support, self.shape = support, (m, n)
-        self.k = min(r + oversample, m, n)
+        self.passes, self.pass_index = (1 if support == "coordinate" else passes), 0
+        self.k = min(r + oversample, n if support == "skewgrad" else min(m, n))
+        self.l = min(2 * self.k + 1, n if support == "skewgrad" else m) if self.passes == 1 else 0
+        omega = _gaussian(n, self.k, generator, w.device)
         if support == "skewgrad":
-            self.l = min(2 * self.k + 1, n)
-            self.test_in = _gaussian(n, self.k + self.l, generator, w.device)
-            self.test_out = w @ self.test_in
+            theta = torch.cat([omega, _gaussian(n, self.l, generator, w.device)], 1)
+            self._set_tests(theta, w @ theta)
         else:
-            self.l = min(2 * self.k + 1, m)
-            self.test_in = _gaussian(n, self.k, generator, w.device)
-            self.test_out = _gaussian(m, self.l, generator, w.device)
-        self.g_in = w.new_zeros(m, self.test_in.shape[1])
-        self.gt_out = w.new_zeros(n, self.test_out.shape[1])
+            self._set_tests(omega, _gaussian(m, self.l, generator, w.device))
+
+    def _set_tests(self, test_in: torch.Tensor, test_out: torch.Tensor) -> None:
+        m, n = self.shape
+        self.test_in, self.test_out = test_in, test_out
+        self.g_in = test_in.new_zeros(m, test_in.shape[1])
+        self.gt_out = test_in.new_zeros(n, test_out.shape[1])
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Everything the sketch holds (for memory accounting)."""
@@ -89,30 +105,56 @@ class GradSketch:
         self.g_in.addmm_(g, self.test_in)
         self.gt_out.addmm_(g.T, self.test_out)
 
+    def _s_times_test(self, weight: torch.Tensor) -> torch.Tensor:
+        if weight is None or tuple(weight.shape) != self.shape:
+            raise ValueError(f"skewgrad needs the layer's weight W0 ({self.shape[0]} x {self.shape[1]})")
+        return (weight.detach().float().T @ self.g_in - self.gt_out) / 2  # S test_in
+
+    @torch.no_grad()
+    def next_pass(self, weight: torch.Tensor | None = None) -> None:
+        """Turn this pass's products into the next pass's test matrices (skewgrad needs W0)."""
+        if self.pass_index + 1 >= self.passes:
+            raise RuntimeError(f"the sketch has only {self.passes} pass(es)")
+        self.pass_index += 1
+        m, n = self.shape
+        if self.support == "skewgrad":
+            x = torch.linalg.qr(self._s_times_test(weight)).Q
+            self._set_tests(x, weight.detach().float() @ x)
+        elif self.test_in.shape[1]:  # this pass gave G X: probe G^T next
+            self._set_tests(self.test_in.new_zeros(n, 0), torch.linalg.qr(self.g_in).Q)
+        else:  # this pass gave G^T Q: probe G next
+            self._set_tests(torch.linalg.qr(self.gt_out).Q, self.test_in.new_zeros(m, 0))
+
     @torch.no_grad()
     def column_energy(self) -> torch.Tensor:
         """Estimate of ||G e_j||^2 for every input coordinate j (unbiased for Gaussian Psi)."""
-        if self.support == "skewgrad":
-            raise ValueError("a skewgrad sketch does not estimate the column energies of G")
+        if self.support == "skewgrad" or self.passes > 1:
+            raise ValueError("only a single-pass G sketch estimates the column energies of G")
         return self.gt_out.pow(2).sum(1) / self.gt_out.shape[1]
 
     @torch.no_grad()
     def top_subspace(self, r: int, weight: torch.Tensor | None = None) -> torch.Tensor:
         """P (r x n): top right singular subspace of G, or (skewgrad, needs W0) of S."""
-        if self.support != "skewgrad":
+        if self.pass_index + 1 != self.passes:
+            raise RuntimeError(f"the sketch is in pass {self.pass_index + 1} of {self.passes}")
+        if self.support == "skewgrad":
+            s_test = self._s_times_test(weight)
+            if self.passes == 1:
+                s_omega, s_psi, psi = s_test[:, : self.k], s_test[:, self.k:], self.test_in[:, self.k:]
+                x = torch.linalg.qr(s_omega).Q                                     # n x k, range of S
+                core = torch.linalg.lstsq(psi.T @ x, -s_psi.T).solution @ x        # ~ (X^T S) X
+            else:
+                x = self.test_in                                                   # orthonormal
+                core = x.T @ s_test                                                # X^T S X
+            core = (core - core.T) / 2  # Rayleigh-Ritz on range(X), kept skew so planes stay paired
+            return (x @ torch.linalg.svd(core).U[:, :r]).T
+        if self.passes == 1:
             q = torch.linalg.qr(self.g_in).Q                                       # m x k, range of G
             x = torch.linalg.lstsq(self.test_out.T @ q, self.gt_out.T).solution   # k x n, ~ Q^T G
             return torch.linalg.svd(x, full_matrices=False).Vh[:r]
-        if weight is None or tuple(weight.shape) != self.shape:
-            raise ValueError(f"skewgrad needs the layer's weight W0 ({self.shape[0]} x {self.shape[1]})")
-        s_theta = (weight.detach().float().T @ self.g_in - self.gt_out) / 2       # S Theta, n x (k + l)
-        s_omega, s_psi = s_theta[:, : self.k], s_theta[:, self.k:]
-        q = torch.linalg.qr(s_omega).Q                                             # n x k, range of S
-        psi = self.test_in[:, self.k:]
-        x = torch.linalg.lstsq(psi.T @ q, -s_psi.T).solution                      # k x n, ~ Q^T S
-        core = x @ q                                                               # ~ Q^T S Q
-        core = (core - core.T) / 2  # Rayleigh-Ritz on range(Q), kept skew so planes stay paired
-        return (q @ torch.linalg.svd(core).U[:, :r]).T
+        if self.test_in.shape[1]:  # last pass gave G X (X orthonormal): right vectors X V
+            return torch.linalg.svd(self.g_in, full_matrices=False).Vh[:r] @ self.test_in.T
+        return torch.linalg.svd(self.gt_out, full_matrices=False).U[:, :r].T      # Q^T G = (G^T Q)^T
 
 
 def subspace_distance(p: torch.Tensor, q: torch.Tensor) -> float:

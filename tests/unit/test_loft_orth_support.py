@@ -97,14 +97,9 @@ def test_random_support_is_seeded_and_haar():
     assert_orthonormal_rows(p1)
     assert not torch.equal(p1, select_support("random", w, R, generator=gen(6)))
     g = gen(7)  # Haar: E[P^T P] = (r / n) I
-    mean = sum(select_support("random", w[:, :6], 2, generator=g).double().T @
-               select_support("random", w[:, :6], 2, generator=g).double() * 0 +
-               select_support("random", w[:, :6], 2, generator=g).double().T.pipe(lambda x: x) for _ in range(1)) \
-        if False else None
     projs = torch.stack([(lambda q: q.T @ q)(select_support("random", w[:, :6], 2, generator=g).double())
-                         for _ in range(3000)])
-    torch.testing.assert_close(projs.mean(0), torch.eye(6, dtype=torch.float64) / 3, rtol=0, atol=0.03)
-    assert mean is None
+                         for _ in range(500)])
+    torch.testing.assert_close(projs.mean(0), torch.eye(6, dtype=torch.float64) / 3, rtol=0, atol=0.05)
 
 
 def test_coordinate_support():
@@ -142,7 +137,7 @@ def test_streaming_update_equals_dense_update(support):
         a.update(x, dy)
         b.update_grad(dy.reshape(-1, M).T @ x.reshape(-1, N))
     for key, t in a.tensors().items():
-        torch.testing.assert_close(t, b.tensors()[key], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(t, b.tensors()[key], rtol=1e-4, atol=1e-4)
 
 
 def test_sketch_state_is_o_m_plus_n_times_r():
@@ -155,15 +150,125 @@ def test_sketch_state_is_o_m_plus_n_times_r():
         assert sum(t.numel() for t in sk.tensors().values()) <= 2 * (200 + 150) * (3 * k + 1)
 
 
-@pytest.mark.parametrize("oversample", [4, 8])
-def test_sketched_gradsvd_matches_dense_with_a_gap(oversample):
-    g = gen(10)
-    w, grad = torch.randn(M, N, generator=g), gapped(M, N, R, g).float()
-    sk = GradSketch(w, "gradsvd", R, oversample, generator=gen(11))
-    for piece in torch.randn(4, M, N, generator=g) * 0.01:  # G arrives as a sum over batches
-        sk.update_grad(piece)
-    sk.update_grad(grad - 0.01 * torch.randn(4, M, N, generator=gen(10).manual_seed(10)).sum(0) * 0)
-    dense = select_support("gradsvd", w, R, grad=grad + 0.01 * torch.zeros(1))
+def split(total: torch.Tensor, parts: int, g: torch.Generator) -> list[torch.Tensor]:
+    """Random summands of `total`: the calibration gradient arrives as a sum over batches."""
+    pieces = [torch.randn(total.shape, generator=g, dtype=total.dtype) for _ in range(parts - 1)]
+    return [*pieces, total - sum(pieces)]
+
+
+@pytest.mark.parametrize("oversample", [2, 8])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_sketched_gradsvd_matches_dense_with_a_gap(oversample, seed):
+    g = gen(10 + seed)
+    w, grad = torch.randn(M, N, generator=g), gapped(M, N, R, g, tail=0.01)
+    sk = GradSketch(w, "gradsvd", R, oversample, generator=gen(seed))
+    for piece in split(grad, 4, g):
+        sk.update_grad(piece.float())
     sketched = select_support("gradsvd", w, R, sketch=sk)
     assert_orthonormal_rows(sketched)
-    assert subspace_distance(sketched, dense) < 0.05
+    assert subspace_distance(sketched, select_support("gradsvd", w.double(), R, grad=grad)) < 0.02
+
+
+@pytest.mark.parametrize("oversample", [2, 8])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_sketched_skewgrad_matches_dense_with_a_gap(oversample, seed):
+    g = gen(20 + seed)
+    w = torch.randn(M, N, generator=g, dtype=torch.float64)
+    s = planted_skew(N, R, g, tail=0.01)
+    grad = grad_with_skew(w, s)
+    torch.testing.assert_close(skew_of(w, grad), s)
+    sk = GradSketch(w.float(), "skewgrad", R, oversample, generator=gen(seed))
+    for piece in split(grad, 4, g):
+        sk.update_grad(piece.float())
+    sketched = select_support("skewgrad", w.float(), R, sketch=sk)
+    assert_orthonormal_rows(sketched)
+    dense = select_support("skewgrad", w, R, grad=grad)
+    assert subspace_distance(dense, top_eigvecs(-s @ s, R)) < 1e-8
+    assert subspace_distance(sketched, dense) < 0.02
+
+
+@pytest.mark.parametrize("support", ["gradsvd", "skewgrad"])
+def test_sketch_is_exact_when_it_spans_everything(support):
+    """With k = min(m, n) columns the range sketch captures G (or S) exactly, so the sketched
+    support equals the dense one up to round-off even without a planted gap."""
+    g = gen(30)
+    w, grad = torch.randn(M, N, generator=g), torch.randn(M, N, generator=g)
+    sk = GradSketch(w, support, R, oversample=N, generator=gen(31))
+    assert sk.k == N
+    for piece in split(grad, 3, g):
+        sk.update_grad(piece)
+    assert subspace_distance(select_support(support, w, R, sketch=sk), select_support(support, w, R, grad=grad)) < 1e-3
+
+
+def test_sketched_coordinate_energies():
+    g = gen(40)
+    w, grad = torch.randn(M, N, generator=g), 0.1 * torch.randn(M, N, generator=g)
+    hot = [1, 8, 13, 22]
+    grad[:, hot] *= 20
+    sk = GradSketch(w, "coordinate", R, generator=gen(41))
+    for piece in split(grad, 3, g):
+        sk.update_grad(piece)
+    assert torch.equal(select_support("coordinate", w, R, sketch=sk), torch.eye(N)[hot])
+
+
+def decaying(m: int, n: int, g: torch.Generator, rate=0.85) -> torch.Tensor:
+    """m x n with slowly decaying singular values rate^i: the hard case for one pass."""
+    k = min(m, n)
+    s = rate ** torch.arange(k, dtype=torch.float64)
+    return (orthogonal(m, g)[:, :k] * s) @ orthogonal(n, g)[:, :k].T
+
+
+def sweep(sk: GradSketch, grad: torch.Tensor, w: torch.Tensor, g: torch.Generator) -> GradSketch:
+    """Feed G (as batch summands) once per pass, as calibrate() does."""
+    for i in range(sk.passes):
+        if i:
+            sk.next_pass(w)
+        for piece in split(grad, 3, g):
+            sk.update_grad(piece.float())
+    return sk
+
+
+def captured(a: torch.Tensor, p: torch.Tensor, r: int) -> float:
+    """||A P^T||_F^2 over its maximum, the sum of the top r squared singular values."""
+    a, p = a.double(), p.double()
+    return (torch.linalg.matrix_norm(a @ p.T) ** 2 / (torch.linalg.svdvals(a)[:r] ** 2).sum()).item()
+
+
+@pytest.mark.parametrize("passes", [2, 3, 4])
+@pytest.mark.parametrize("support", ["gradsvd", "skewgrad"])
+def test_multi_pass_sketch_matches_dense_with_a_gap(support, passes):
+    g = gen(50 + passes)
+    w = torch.randn(M, N, generator=g, dtype=torch.float64)
+    grad = gapped(M, N, R, g, tail=0.01) if support == "gradsvd" else grad_with_skew(w, planted_skew(N, R, g, tail=0.01))
+    sk = sweep(GradSketch(w.float(), support, R, oversample=4, generator=gen(1), passes=passes), grad, w.float(), g)
+    assert sk.l == 0 and all(t.shape[1] <= R + 4 for t in sk.tensors().values())  # no co-range needed
+    sketched = select_support(support, w.float(), R, sketch=sk)
+    assert_orthonormal_rows(sketched)
+    assert subspace_distance(sketched, select_support(support, w, R, grad=grad)) < 5e-3
+
+
+@pytest.mark.parametrize("support", ["gradsvd", "skewgrad"])
+def test_power_iterations_help_when_the_spectrum_decays_slowly(support):
+    """Slow decay (0.85^i): one pass captures visibly less than the optimum; power iterations
+    (more sweeps over the same batches) close the gap."""
+    g = gen(60)
+    w = torch.randn(M, N, generator=g, dtype=torch.float64)
+    grad = decaying(M, N, g) if support == "gradsvd" else grad_with_skew(w, skew_of(torch.eye(N, dtype=torch.float64),
+                                                                                   decaying(N, N, g)))
+    a = grad if support == "gradsvd" else skew_of(w, grad)
+    caps = {}
+    for passes in (1, 6):
+        sk = sweep(GradSketch(w.float(), support, R, oversample=2, generator=gen(2), passes=passes), grad, w.float(), g)
+        caps[passes] = captured(a, select_support(support, w.float(), R, sketch=sk), R)
+    assert caps[1] < 0.9 and caps[6] > 0.96
+
+
+def test_sketch_pass_bookkeeping():
+    w = torch.randn(M, N)
+    sk = GradSketch(w, "gradsvd", R, passes=2)
+    with pytest.raises(RuntimeError, match="pass 1 of 2"):
+        sk.top_subspace(R)
+    sk.next_pass(w)
+    with pytest.raises(RuntimeError, match="only 2 pass"):
+        sk.next_pass(w)
+    assert GradSketch(w, "coordinate", R, passes=3).passes == 1  # energies need the co-range

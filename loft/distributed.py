@@ -1,0 +1,65 @@
+"""Data-parallel training on an existing engine: `accelerate launch --multi_gpu run.py ...`
+on GPUs, `torchrun --nproc_per_node N run.py ...` on CPUs (accelerate's `--cpu` starts one
+process only). Either way accelerate's PartialState joins the process group (NCCL on GPUs,
+gloo on CPUs); we wrap the model in
+torch's DistributedDataParallel, give rank k every world-th micro batch of the global
+stream, and let only rank 0 write records, checkpoints and W&B. Gradients are averaged
+by DDP, so every rank holds the same gradients and, optimizers being deterministic, the same
+optimizer state: LoFT's pairs stay whole on every rank. The global batch is
+micro_batch_size x accumulation x world_size = trainer.batch_size.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    device: str = "cpu"  # where collectives run (cuda for NCCL)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_world() -> tuple[World, torch.device | None]:
+    """The process group we were launched into (size 1 when run directly)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return World(), None
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes == 1:
+        return World(), None
+    return World(state.process_index, state.num_processes, str(state.device)), state.device
+
+
+def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
+    if world.size == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def shard(stream: Iterator, world: World) -> Iterator:
+    """Rank k takes micro batches k, k + world, ... of the global stream."""
+    for i, item in enumerate(stream):
+        if i % world.size == world.rank:
+            yield item
+
+
+def mean_over_ranks(value: float, world: World) -> float:
+    if world.size == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=world.device)
+    torch.distributed.all_reduce(t)
+    return t.item() / world.size
