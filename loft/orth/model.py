@@ -4,13 +4,13 @@ Features:
 - apply(): wraps every targeted nn.Linear / Conv1D in a LoftOrthLinear. Only the wrapped base
   layers are frozen; every other requires_grad flag (a classifier head, say) is the caller's.
 - calibrate(): the one-off gradient pass (or a few sweeps, `calibration_passes`) of the
-  gradient-informed supports. Per batch one forward and backward with hooks on the targeted layers: a forward pre-hook makes a layer input
-  require grad (so each targeted output gets a gradient although every parameter is frozen),
-  and a forward hook puts a tensor hook on the output whose gradient dy, with the input x, feeds
-  the layer's GradSketch (dy^T (x Omega) etc.; G itself is never formed). requires_grad is off
-  for all parameters during the pass, so autograd computes no weight gradient and leaves no
-  .grad behind: the state is O((m + n) r) per layer. Eval mode (no dropout) during the pass;
-  flags and mode are restored afterwards.
+  gradient-informed supports. Per batch one forward and backward with hooks on the targeted
+  layers: a forward pre-hook makes a layer input require grad (so each targeted output gets a
+  gradient although every parameter is frozen), and a forward hook puts a tensor hook on the
+  output whose gradient dy, with the input x, feeds the layer's GradSketch (dy^T (x Omega)
+  etc.; G itself is never formed). requires_grad is off for all parameters during the pass, so
+  autograd computes no weight gradient and leaves no .grad behind: the state is O((m + n) r)
+  per layer. Eval mode (no dropout) during the pass; flags and mode are restored afterwards.
 - Cost bookkeeping (part of the method's cost): apply() sets model.loft_orth_calibration_s,
   the wall time of the calibration pass plus the reduction of the sketches to supports (0.0 for
   data-free supports), and model.loft_orth_support_s, the wall time of all support selection

@@ -106,3 +106,14 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(method, d
     assert a.keys() == b.keys()
     for name in a:
         assert ((a[name] - b[name]).norm() / a[name].norm()).item() < 1e-6, name
+
+
+@pytest.mark.parametrize("launcher, target", [("slurm", "SlurmLauncher"), ("local", "JoblibLauncher")])
+def test_launcher_presets_compose(launcher, target):
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
