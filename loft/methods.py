@@ -65,8 +65,9 @@ class MethodContext:
     way to draw calibration batches (for gradient-informed initialisations)."""
 
     rank: int
-    hp: dict
+    hp: dict                      # lr, betas, eps, weight_decay, and head_lr (None = lr)
     default_targets: list[str]
+    head_modules: list[str] = field(default_factory=list)  # trained in full, at head_lr
     total_steps: int | None = None
     calibration_batches: Callable[[int], Iterable] | None = None  # n -> n training batches
     loss: Callable | None = None                                   # (model, batch) -> scalar
@@ -86,6 +87,8 @@ def _peft(model, cfg, targets, ctx):
     config_cls = getattr(peft, cfg.config)
     kwargs = OmegaConf.to_container(cfg.kwargs, resolve=True)
     kwargs.setdefault("target_modules", targets)
+    if ctx.head_modules and "modules_to_save" in {f.name for f in dataclasses.fields(config_cls)}:
+        kwargs.setdefault("modules_to_save", list(ctx.head_modules))  # a new task head is trained in full
     for name, cls_name in NESTED_PEFT_CONFIGS.items():
         if isinstance(kwargs.get(name), dict):
             kwargs[name] = getattr(peft, cls_name)(**kwargs[name])
@@ -153,6 +156,19 @@ def refuse_sharding(method_name: str) -> None:
         )
 
 
+def param_groups(model: torch.nn.Module, ctx: MethodContext) -> list[dict]:
+    """Trainable parameters, with the task head (if any) in its own group at head_lr."""
+    head, body = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            is_head = any(f".{h}." in f".{name}." for h in ctx.head_modules)
+            (head if is_head else body).append(p)
+    groups = [{"params": body}] if body else []
+    if head:
+        groups.append({"params": head, "lr": ctx.hp.get("head_lr") or ctx.hp["lr"]})
+    return groups
+
+
 def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext) -> Method:
     """Wrap `model` as the method says and build its optimizer."""
     adapter, opt = method_cfg.adapter, method_cfg.optimizer
@@ -164,11 +180,12 @@ def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext) -> Meth
         refuse_sharding(method_cfg.name)
     targets = list(method_cfg.get("target_modules") or ctx.default_targets)
     model, info = ADAPTERS[adapter.kind](model, adapter, targets, ctx)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = param_groups(model, ctx)
     kwargs = OmegaConf.to_container(opt.kwargs, resolve=True) if opt.get("kwargs") else {}
     optimizer = OPTIMIZERS[opt.kind](model, params, ctx.hp, kwargs)
     if opt.kind.startswith("loft") and not lora_pairs(model):
         raise ConfigError(f"method={method_cfg.name} found no LoRA pairs to optimise; its adapter must be LoRA")
     info["target_modules"] = targets
     step_hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA's rank budget
-    return Method(model, optimizer, sum(p.numel() for p in params), info, step_hook)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return Method(model, optimizer, trainable, info, step_hook)

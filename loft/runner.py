@@ -76,9 +76,10 @@ def run(cfg: DictConfig) -> dict | None:
     bundle.model.to(device=device, dtype=dtype)
     task.setup(bundle, str(absolute(cfg.paths.data_dir)))
     hp = {"lr": cfg.trainer.lr, "betas": tuple(cfg.trainer.betas), "eps": cfg.trainer.eps,
-          "weight_decay": cfg.trainer.weight_decay}
+          "weight_decay": cfg.trainer.weight_decay, "head_lr": cfg.trainer.get("head_lr")}
     micro = micro_batch_size(cfg.trainer, world.size)
-    ctx = MethodContext(int(cfg.rank), hp, bundle.target_modules, total_steps(cfg.trainer, task.num_train_examples()),
+    ctx = MethodContext(int(cfg.rank), hp, bundle.target_modules, bundle.head_modules,
+                        total_steps(cfg.trainer, task.num_train_examples()),
                         lambda n: itertools.islice(task.train_batches(micro, 0, int(cfg.seed)), n), task.loss)
     method = build_method(cfg.method, bundle.model, ctx)
 

@@ -131,6 +131,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
             optimizer.step()
             if after_step is not None:
                 after_step(step)
+            task.after_step(model, step)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm,

@@ -29,6 +29,7 @@ class ModelBundle:
     tokenizer: Any = None
     target_modules: list[str] = field(default_factory=list)
     name: str = ""
+    head_modules: list[str] = field(default_factory=list)  # task heads trained in full (e.g. "classifier")
 
 
 class Task:
@@ -60,3 +61,6 @@ class Task:
     def evaluate(self, model) -> dict[str, float]:
         """Metrics of the (trained) model; keys are the metric names stored in the record."""
         raise NotImplementedError
+
+    def after_step(self, model, step: int) -> None:
+        """Called after every optimizer step (e.g. periodic validation for checkpoint selection)."""

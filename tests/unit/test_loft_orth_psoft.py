@@ -16,6 +16,16 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from loft.orth import LoftOrthConfig, adapted_layers, apply, num_adapter_parameters
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The matrices here are tiny: extra threads only add contention on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 R = 8
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -7,6 +7,16 @@ import torch
 
 from loft.orth import GradSketch, select_support, subspace_distance
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The matrices here are tiny: extra threads only add contention on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 M, N, R = 30, 24, 4
 
 
@@ -99,8 +109,8 @@ def test_random_support_is_seeded_and_haar():
     assert not torch.equal(p1, select_support("random", w, R, generator=gen(6)))
     g = gen(7)  # Haar: E[P^T P] = (r / n) I
     projs = torch.stack([(lambda q: q.T @ q)(select_support("random", w[:, :6], 2, generator=g).double())
-                         for _ in range(500)])
-    torch.testing.assert_close(projs.mean(0), torch.eye(6, dtype=torch.float64) / 3, rtol=0, atol=0.05)
+                         for _ in range(200)])
+    torch.testing.assert_close(projs.mean(0), torch.eye(6, dtype=torch.float64) / 3, rtol=0, atol=0.08)
 
 
 def test_coordinate_support():

@@ -8,6 +8,16 @@ import torch
 from loft.orth import TRANSFORMS, LoftOrthLinear, build_transform, select_support
 from loft.orth.transforms import round_robin
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The matrices here are tiny: extra threads only add contention on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 DT = torch.float64
 
 

@@ -1,0 +1,191 @@
+"""A built table -> Markdown (with links to the records) and LaTeX (booktabs)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from loft.tables.build import Row, Stat, Table
+from loft.tables.spec import Column, Specs
+
+MISSING, NOT_AVAILABLE = "—", "n/a"
+LEGEND = ("Cells: **ours (paper)**. Ours is the mean ± sample std over seeds when there are several; "
+          "'—' = no record yet (or no number in the paper), 'n/a' = method not in this runner; "
+          "Δ = ours − paper.")
+
+
+def decimals(table: Table, col: Column) -> int:
+    if table.paper is not None and col.key in table.paper.columns:
+        return table.paper.decimals(col.key)
+    return 2
+
+
+def fmt(value: float, col: Column, places: int) -> str:
+    if col.relative_to and col.relative == "percent_increase":
+        return f"{value:+.{places}f}%"
+    if col.relative_to:
+        return f"{value:.{places}f}×"
+    return f"{value:.{places}f}"
+
+
+def ours_text(row: Row, col: Column, places: int) -> str:
+    stat: Stat = row.cells[col.key]
+    if stat.mean is None:
+        return MISSING if row.available else NOT_AVAILABLE
+    text = fmt(stat.mean, col, places)
+    return text + (f" ± {stat.std:.{places}f}" if stat.std is not None else "")
+
+
+def paper_text(table: Table, row: Row, col: Column) -> str | None:
+    """The paper's number as printed; None for columns the paper does not have."""
+    if table.paper is None or col.key not in table.paper.columns:
+        return None
+    if row.paper_row is None:
+        return MISSING
+    return row.paper_row.cells[col.key].text or MISSING
+
+
+def cell_text(table: Table, row: Row, col: Column) -> str:
+    ours = ours_text(row, col, decimals(table, col))
+    paper = paper_text(table, row, col)
+    return ours if paper is None else f"{ours} ({paper})"
+
+
+def delta_text(table: Table, row: Row, key: str) -> str:
+    col = next(c for c in table.columns if c.key == key)
+    ours = row.cells[key].mean
+    paper = row.paper_row.cells[key].value if row.paper_row is not None else None
+    if ours is None or paper is None:
+        return MISSING
+    return f"{ours - paper:+.{decimals(table, col)}f}"
+
+
+def seeds_text(row: Row) -> str:
+    seeds = sorted({r.seed for r in row.records})
+    return ",".join(map(str, seeds)) if seeds else MISSING
+
+
+def run_links(row: Row, out_dir: Path) -> str:
+    tasks = {r.data["task"] for r in row.records}
+    links = []
+    for rec in row.records:
+        name = f"s{rec.seed}" if len(tasks) == 1 else f"{rec.data['task']}:s{rec.seed}"
+        rel = os.path.relpath(rec.path, out_dir)
+        digest = rec.data.get("config_hash")
+        links.append(f"[{name}]({rel}" + (f' "config {digest}"' if digest else "") + ")")
+    return " ".join(links) if links else MISSING
+
+
+def citation(table: Table) -> str:
+    if table.paper is None:
+        return "no published numbers"
+    meta = table.paper.meta
+    return f"{meta.get('paper', '')}, {meta.get('table', '')} (source: `{meta.get('source', '')}`)"
+
+
+def presets_text(table: Table) -> list[str]:
+    lines = []
+    if table.spec.presets:
+        lines.append("Reproduce (GPU): " + "; ".join(f"`python run.py -m +experiment={p}`" for p in table.spec.presets))
+    if table.spec.cpu_presets:
+        lines.append("CPU miniature: " + "; ".join(f"`python run.py -m +experiment=cpu/{p}`" for p in table.spec.cpu_presets))
+    lines.append("Everything: `make reproduce-tables` (`SCALE=cpu` for the miniatures), then `make tables`.")
+    return lines
+
+
+# --- Markdown ----------------------------------------------------------------------------
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _header(table: Table, section: str) -> list[str]:
+    head = ["Model", "Method"] + (["paper ref."] if section == "ours" and table.paper else [])
+    head += [c.label for c in table.columns]
+    if table.paper is not None:
+        head += [f"Δ {next(c.label for c in table.columns if c.key == k)}" for k in table.spec.delta]
+    return head + ["seeds", "runs"]
+
+
+def _cells(table: Table, row: Row, specs: Specs, out_dir: Path, show_model: bool) -> list[str]:
+    cells = [specs.model_label(row.sel.model) if show_model else "", row.label]
+    if row.section == "ours" and table.paper:
+        cells.append(specs.model_label(row.paper_model) if row.paper_model else MISSING)
+    cells += [cell_text(table, row, c) for c in table.columns]
+    if table.paper is not None:
+        cells += [delta_text(table, row, k) for k in table.spec.delta]
+    return cells + [seeds_text(row), run_links(row, out_dir)]
+
+
+def to_markdown(table: Table, specs: Specs, out_dir: Path) -> str:
+    spec, paper = table.spec, table.paper
+    lines = [f"# {spec.title}", ""]
+    if paper is not None:
+        lines += [f"{paper.meta.get('caption', '')}.", "", f"Published: {citation(table)}.",
+                  "Better: " + ("higher." if paper.higher_is_better else "lower."), ""]
+    else:
+        lines += ["Published: none available; ours only.", ""]
+    lines += [LEGEND, ""] + [line + "  " for line in presets_text(table)] + [""]
+    notes = (paper.notes if paper else []) + spec.notes
+    if notes:
+        lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    for section, heading in (("paper", "As in the paper"),
+                             ("ours", "Our runs on other models (in parentheses: the paper's number for the same "
+                                      "method and rank on the model in 'paper ref.')" if paper else "Our runs")):
+        rows = table.section(section)
+        if not rows:
+            continue
+        lines += [f"## {heading}", "", _md_row(_header(table, section)),
+                  _md_row(["---"] * len(_header(table, section)))]
+        previous = None
+        for row in rows:
+            lines.append(_md_row(_cells(table, row, specs, out_dir, row.sel.model != previous)))
+            previous = row.sel.model
+        lines.append("")
+    if table.ignored:
+        lines += ["Records of this table's tasks with other tags, not shown: " +
+                  ", ".join(f"{t or '(untagged)'} ({n})" for t, n in sorted(table.ignored.items())) + ".", ""]
+    return "\n".join(lines)
+
+
+# --- LaTeX -------------------------------------------------------------------------------
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$", "—": "---", "×": r"$\times$",
+        "Δ": r"$\Delta$", "↓": r"$\downarrow$", "−": "--", "–": "--"}
+
+
+def tex(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in text)
+
+
+def to_latex(table: Table, specs: Specs) -> str:
+    spec, paper = table.spec, table.paper
+    head = ["Model", "Method"] + [c.label for c in table.columns]
+    if paper is not None:
+        head += [f"Δ {next(c.label for c in table.columns if c.key == k)}" for k in spec.delta]
+    out = [f"% {spec.title}. Generated by scripts/make_tables.py from the run records; needs booktabs and graphicx.",
+           f"% Published: {citation(table)}", r"\begin{table}[t]", r"\centering",
+           r"\caption{" + tex(spec.title + ". Cells: ours (paper); ours = mean ± std over seeds; — = no run.") + "}",
+           r"\resizebox{\linewidth}{!}{%", r"\begin{tabular}{ll" + "c" * (len(head) - 2) + "}", r"\toprule",
+           " & ".join(tex(h) for h in head) + r" \\", r"\midrule"]
+    runs = []
+    for section in ("paper", "ours"):
+        rows = table.section(section)
+        if not rows:
+            continue
+        if section == "ours" and table.section("paper"):
+            out += [r"\midrule", r"\multicolumn{%d}{l}{\emph{%s}} \\" % (
+                len(head), tex("Our runs on other models; in parentheses the paper's number of the stand-in model"))]
+        previous = None
+        for row in rows:
+            model = specs.model_label(row.sel.model) if row.sel.model != previous else ""
+            if section == "ours" and row.paper_model:
+                model = f"{specs.model_label(row.sel.model)} (vs {specs.model_label(row.paper_model)})"
+            cells = [model, row.label] + [cell_text(table, row, c) for c in table.columns]
+            if paper is not None:
+                cells += [delta_text(table, row, k) for k in spec.delta]
+            out.append(" & ".join(tex(c) for c in cells) + r" \\")
+            previous = row.sel.model
+            runs += [f"%   {row.label} ({row.sel.model}): {rec.path}" for rec in row.records]
+    out += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+    if runs:
+        out += ["% Run records behind the cells:"] + runs
+    return "\n".join(out) + "\n"
