@@ -120,7 +120,29 @@ def _lora_ga_preprocess(model, config, n_batches: int, ctx) -> float:
     return time.perf_counter() - start
 
 
-ADAPTERS = {"none": _full, "peft": _peft}
+def _loft_orth(model, cfg, targets, ctx):
+    """LOFT (Han et al. 2026): W0 (I + P^T (T - I) P); only T's parameters (and a task head) train."""
+    from loft import orth
+
+    kwargs = OmegaConf.to_container(cfg.kwargs, resolve=True)
+    config = orth.LoftOrthConfig(r=ctx.rank, target_modules=targets, **kwargs)
+    check_rank(model, targets, ctx.rank)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    batches = None
+    if config.support in ("gradsvd", "skewgrad", "coordinate"):
+        if ctx.calibration_batches is None:
+            raise ConfigError(f"support={config.support} needs calibration batches from the task; this task provides none")
+        batches = list(ctx.calibration_batches(config.calibration_batches))  # reused by every calibration pass
+    model = orth.apply(model, config, calibration_batches=batches, loss_fn=ctx.loss)
+    for name, p in model.named_parameters():
+        if any(f".{h}." in f".{name}." for h in ctx.head_modules):
+            p.requires_grad_(True)
+    return model, {"support": config.support, "transform": config.transform,
+                   "calibration_s": model.loft_orth_calibration_s, "support_s": model.loft_orth_support_s}
+
+
+ADAPTERS = {"none": _full, "peft": _peft, "loft_orth": _loft_orth}
 
 
 def _adamw(model, params, hp, kwargs):

@@ -70,6 +70,10 @@ class Table:
         return [r for r in self.rows if r.section == name]
 
     @property
+    def paper_numbers(self) -> bool:
+        return self.paper is not None and bool(self.paper.rows)
+
+    @property
     def has_records(self) -> bool:
         return any(r.records for r in self.rows)
 
@@ -190,8 +194,7 @@ class Builder:
                                                  -(s.rank or 0), s.tag)):
             stand_in = spec.stand_in.get(sel.model, paper_models[0] if paper_models else None)
             ref = primary.get(Selector(stand_in, sel.method, sel.rank, sel.tag)) if stand_in else None
-            label = specs.method_label(sel.method) + (f" r={sel.rank}" if sel.rank is not None else "") + \
-                (f" [{sel.tag}]" if sel.tag and sel.tag != spec.tag else "")
+            label = specs.row_label(sel.method, sel.rank, "" if sel.tag == spec.tag else sel.tag)
             row = self.row("ours", label, sel, ref, stand_in if ref else None, all_columns)
             if row.records:
                 rows.append(row)

@@ -146,7 +146,6 @@ def _eval_panel(ax, fig, specs, index, model, groups, metric):
     table_name = (fig.get("zero_shot_from") or {}).get(model)
     if table_name:
         from loft.tables.paper import load_paper_table
-        from loft.tables.spec import load_specs  # noqa: F401  (specs already loaded by the caller)
 
         paper = load_paper_table(specs.tables[table_name].paper)
         value = paper.value(model, "zero_shot", None, metric)

@@ -73,6 +73,13 @@ class Specs:
     def method_label(self, name: str) -> str:
         return self.methods.get(name, name)
 
+    def row_label(self, method: str, rank: int | None, tag: str = "") -> str:
+        """'LoFT r=16'; a (method, tag) that is an alias reads as the alias ('Zero-shot')."""
+        for alias, target in self.method_aliases.items():
+            if tag and target.get("method") == method and target.get("tag", "") == tag:
+                return self.method_label(alias)
+        return self.method_label(method) + (f" r={rank}" if rank is not None else "") + (f" [{tag}]" if tag else "")
+
     def ours(self, paper_method: str) -> tuple[str, str]:
         """(our method, tag) for a paper method name."""
         alias = self.method_aliases.get(paper_method)

@@ -106,7 +106,7 @@ def _cli(*args: str, runs_dir: Path, multirun: bool = False) -> subprocess.Compl
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("arg, fix", [("method=lorra", "choose one of: full,"), ("task=nope", "choose one of:"),
+@pytest.mark.parametrize("arg, fix", [("method=lorra", "choose one of: adalora, boft, dora, full,"), ("task=nope", "choose one of:"),
                                       ("model=llama9", "choose one of:")])
 def test_unknown_group_choice_is_one_line(arg, fix, runs_dir):
     out = _cli(arg, runs_dir=runs_dir)
