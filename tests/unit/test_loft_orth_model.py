@@ -22,13 +22,7 @@ from loft.orth import (SUPPORTS, TRANSFORMS, LoftOrthConfig, LoftOrthLinear, ada
 from loft.orth.support import haar_support
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The matrices here are tiny: extra threads only add contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 IN, HID, OUT, R = 10, 16, 12, 4

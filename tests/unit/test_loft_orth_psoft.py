@@ -17,13 +17,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from loft.orth import LoftOrthConfig, adapted_layers, apply, num_adapter_parameters
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The matrices here are tiny: extra threads only add contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 R = 8

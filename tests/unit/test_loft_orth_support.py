@@ -8,13 +8,7 @@ import torch
 from loft.orth import GradSketch, select_support, subspace_distance
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The matrices here are tiny: extra threads only add contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 M, N, R = 30, 24, 4

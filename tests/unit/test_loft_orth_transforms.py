@@ -9,13 +9,7 @@ from loft.orth import TRANSFORMS, LoftOrthLinear, build_transform, select_suppor
 from loft.orth.transforms import round_robin
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The matrices here are tiny: extra threads only add contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 DT = torch.float64
