@@ -15,13 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loft.distributed import unwrap
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
+
+from loft.distributed import is_sharded, unwrap
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Trainable tensors by name, without DDP's `module.` prefix (a checkpoint of a 2-process
-    run loads into a 1-process run and back)."""
-    return {name: p.detach().clone() for name, p in unwrap(model).named_parameters() if p.requires_grad}
+    run loads into a 1-process run and back); FSDP shards are gathered into full tensors."""
+    model = unwrap(model)
+    if is_sharded(model):
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        names = {name for name, p in model.named_parameters() if p.requires_grad}
+        return {name: t for name, t in full.items() if name in names}
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def rng_state() -> dict:
@@ -39,9 +47,19 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: Path, model, optimizer, scheduler, progress: dict) -> None:
-    payload = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
+def optimizer_state(model, optimizer) -> dict:
+    if is_sharded(unwrap(model)):  # gathered, so the checkpoint does not depend on the world size
+        return get_optimizer_state_dict(unwrap(model), optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return optimizer.state_dict()
+
+
+def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = True) -> None:
+    """Gather (every rank must call this under FSDP) and, where `write`, save atomically."""
+    payload = {"model": trainable_state(model), "optimizer": optimizer_state(model, optimizer),
                "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": progress}
+    if not write:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
     os.close(fd)
@@ -57,11 +75,17 @@ def save(path: Path, model, optimizer, scheduler, progress: dict) -> None:
 def load(path: Path, model, optimizer, scheduler) -> dict:
     """Restore everything into the live objects; return the saved progress dict."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    params = dict(unwrap(model).named_parameters())
-    with torch.no_grad():
-        for name, value in payload["model"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(payload["optimizer"])
+    model = unwrap(model)
+    if is_sharded(model):
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        set_model_state_dict(model, payload["model"], options=options)
+        set_optimizer_state_dict(model, optimizer, payload["optimizer"], options=options)
+    else:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in payload["model"].items():
+                params[name].copy_(value)
+        optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     restore_rng(payload["rng"])
     return payload["progress"]

@@ -11,6 +11,7 @@ micro_batch_size x accumulation x world_size = trainer.batch_size.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -40,10 +41,42 @@ def init_world() -> tuple[World, torch.device | None]:
     return World(state.process_index, state.num_processes, str(state.device)), state.device
 
 
+SHARDING_ENGINES = {"ACCELERATE_USE_FSDP": "fsdp", "ACCELERATE_USE_DEEPSPEED": "deepspeed"}
+
+
+def sharding_engine() -> str | None:
+    """'fsdp' or 'deepspeed' when `accelerate launch --use_fsdp/--use_deepspeed` (or the same
+    environment variable under torchrun) asks for parameter sharding; None for plain DDP."""
+    return next((name for var, name in SHARDING_ENGINES.items()
+                 if os.environ.get(var, "").lower() in ("1", "true")), None)
+
+
 def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
+    """DDP by default; FSDP2 (`fully_shard` on every transformer block, then the root) when
+    asked. Call before building the optimizer: FSDP replaces parameters by sharded ones."""
     if world.size == 1:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model)
+    engine = sharding_engine()
+    if engine is None:
+        return torch.nn.parallel.DistributedDataParallel(model)
+    if engine == "deepspeed":
+        from loft.errors import ConfigError
+
+        raise ConfigError("DeepSpeed is not wired into this runner; shard with FSDP (accelerate launch --use_fsdp "
+                          "--fsdp_version 2 ...) or use DDP")
+    from torch.distributed.fsdp import fully_shard
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    block_names = set(getattr(base, "_no_split_modules", None) or [])
+    for module in model.modules():
+        if type(module).__name__ in block_names:
+            fully_shard(module)
+    fully_shard(model)
+    return model
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    return any(type(p).__name__ == "DTensor" for p in model.parameters())
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -63,3 +96,19 @@ def mean_over_ranks(value: float, world: World) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=world.device)
     torch.distributed.all_reduce(t)
     return t.item() / world.size
+
+
+@contextmanager
+def gradient_sync(model: torch.nn.Module, enabled: bool):
+    """Skip the gradient all-reduce on accumulation micro steps (DDP no_sync / FSDP2's switch)."""
+    if enabled or not (isinstance(model, torch.nn.parallel.DistributedDataParallel) or is_sharded(model)):
+        yield
+    elif hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        with model.no_sync():
+            yield

@@ -7,7 +7,6 @@ it needs a new adapter or optimizer kind. Tasks never see which method they run.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -16,6 +15,7 @@ import peft
 import torch
 from omegaconf import OmegaConf
 
+from loft.distributed import sharding_engine
 from loft.errors import ConfigError
 from loft.optim import LoFTAdamW, LoFTMuon, lora_pairs
 from peft.optimizers import create_loraplus_optimizer
@@ -28,6 +28,7 @@ class Method:
     trainable_params: int
     info: dict = field(default_factory=dict)
     after_step: Callable[[int], None] | None = None  # called with the step number after optimizer.step()
+    train_model: torch.nn.Module | None = None       # `model` as wrapped for DDP/FSDP (same object when not)
 
 
 def layer_shape(module: torch.nn.Module) -> tuple[int, int] | None:
@@ -166,14 +167,11 @@ def _loft_muon(model, params, hp, kwargs):
 
 
 OPTIMIZERS = {"adamw": _adamw, "loraplus_adamw": _loraplus, "loft_adamw": _loft_adamw, "loft_muon": _loft_muon}
-SHARDING_ENGINES = ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
-
-
 def refuse_sharding(method_name: str) -> None:
-    engine = next((e for e in SHARDING_ENGINES if os.environ.get(e, "").lower() in ("1", "true")), None)
+    engine = sharding_engine()
     if engine:
         raise ConfigError(
-            f"method={method_name} cannot run under {engine.split('_')[-1]}: LoFT needs each LoRA pair (B, A) "
+            f"method={method_name} cannot run under {engine.upper()}: LoFT needs each LoRA pair (B, A) "
             "whole on every rank, and sharding splits them; launch with plain DDP (accelerate launch --multi_gpu run.py ...)"
         )
 
@@ -191,8 +189,10 @@ def param_groups(model: torch.nn.Module, ctx: MethodContext) -> list[dict]:
     return groups
 
 
-def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext) -> Method:
-    """Wrap `model` as the method says and build its optimizer."""
+def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext,
+                 parallel: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m) -> Method:
+    """Adapt `model` as the method says, wrap it for data parallelism (`parallel`: DDP or FSDP,
+    before the optimizer exists, as FSDP requires) and build its optimizer."""
     adapter, opt = method_cfg.adapter, method_cfg.optimizer
     if adapter.kind not in ADAPTERS:
         raise ConfigError(f"unknown adapter kind {adapter.kind!r} in method={method_cfg.name}; one of {sorted(ADAPTERS)}")
@@ -202,7 +202,8 @@ def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext) -> Meth
         refuse_sharding(method_cfg.name)
     targets = list(method_cfg.get("target_modules") or ctx.default_targets)
     model, info = ADAPTERS[adapter.kind](model, adapter, targets, ctx)
-    params = param_groups(model, ctx)
+    train_model = parallel(model)
+    params = param_groups(train_model, ctx)
     kwargs = OmegaConf.to_container(opt.kwargs, resolve=True) if opt.get("kwargs") else {}
     optimizer = OPTIMIZERS[opt.kind](model, params, ctx.hp, kwargs)
     if opt.kind.startswith("loft") and not lora_pairs(model):
@@ -210,4 +211,4 @@ def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext) -> Meth
     info["target_modules"] = targets
     step_hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA's rank budget
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return Method(model, optimizer, trainable, info, step_hook)
+    return Method(model, optimizer, trainable, info, step_hook, train_model)

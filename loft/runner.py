@@ -19,7 +19,7 @@ from loft.methods import MethodContext, build_method
 from loft.records import RunKey, columnar, config_hash, git_sha, read_record, versions, write_json_atomic
 from loft.tracking import Tracker
 from loft.checkpoint import read_checkpoint_hash
-from loft.distributed import init_world, wrap
+from loft.distributed import init_world, sharding_engine, wrap
 from loft.training import (Checkpointing, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
                            train)
 
@@ -81,13 +81,13 @@ def run(cfg: DictConfig) -> dict | None:
     ctx = MethodContext(int(cfg.rank), hp, bundle.target_modules, bundle.head_modules,
                         total_steps(cfg.trainer, task.num_train_examples()),
                         lambda n: itertools.islice(task.train_batches(micro, 0, int(cfg.seed)), n), task.loss)
-    method = build_method(cfg.method, bundle.model, ctx)
+    method = build_method(cfg.method, bundle.model, ctx, parallel=lambda m: wrap(m, world))
 
     tracker = Tracker(cfg.logger, key.run_id(), str(key.relative_path().with_suffix("")), config,
                       group=f"{key.task}/{key.model}", enabled=world.is_main)
     start = time.perf_counter()
     ckpt = checkpointing(cfg, key, digest)
-    result = train(wrap(method.model, world), method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name,
+    result = train(method.train_model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name,
                    tracker.log, after_step=method.after_step, ckpt=ckpt, world=world)
     metrics = task.evaluate(method.model)  # every rank holds the same weights; only rank 0 writes
     record = {
@@ -101,6 +101,7 @@ def run(cfg: DictConfig) -> dict | None:
         "wall_time_s": time.perf_counter() - start, "train_time_s": result.train_time_s,
         "peak_memory_bytes": peak_memory_bytes(device),
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "world_size": world.size,
+        "parallelism": (sharding_engine() or "ddp") if world.size > 1 else "none",
         "effective_batch_size": cfg.trainer.batch_size,
         "micro_batch_size": micro, "accumulation_steps": accumulation_steps(cfg.trainer, world.size),
         "method_info": method.info,

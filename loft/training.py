@@ -11,7 +11,6 @@ is replayed from its deterministic (seed, epoch) order and fast-forwarded).
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 import resource
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from loft import checkpoint
-from loft.distributed import World, mean_over_ranks, shard
+from loft.distributed import World, gradient_sync, mean_over_ranks, shard
 from loft.errors import ConfigError, TrainingDiverged
 
 
@@ -117,7 +116,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for i in range(accum):
-            with model.no_sync() if world.size > 1 and i < accum - 1 else nullcontext():  # sync once per step
+            with gradient_sync(model, enabled=i == accum - 1):  # all-reduce once per step
                 loss = task.loss(model, next(batches)) / accum
                 loss.backward()
             loss_sum += loss.item()
@@ -147,8 +146,8 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
                                        f"method={method_name}; last finite loss {last_finite:.6g}; lower trainer.lr")
         scheduler.step()  # a skipped step still advances the schedule, so step k always has lr_k
         progress.update(step=step, bad_steps=result.bad_steps, train_time_s=time.perf_counter() - start)
-        if world.is_main and ckpt.path is not None and (step == steps or (ckpt.every and step % ckpt.every == 0)):
-            checkpoint.save(ckpt.path, model, optimizer, scheduler, progress)
+        if ckpt.path is not None and (step == steps or (ckpt.every and step % ckpt.every == 0)):
+            checkpoint.save(ckpt.path, model, optimizer, scheduler, progress, write=world.is_main)
         if ckpt.stop_after is not None and step >= ckpt.stop_after and step < steps:
             raise Interrupted(f"stopped after step {step} (trainer.stop_after_steps); "
                               f"checkpoint: {ckpt.path if ckpt.every else 'none (set trainer.checkpoint_every)'}")

@@ -1,7 +1,7 @@
 """Figures from the records' histories (matplotlib, headless).
 
 - curves: training loss (or perplexity = exp(loss)) per method, one figure per model that has
-  records of the figure's task; mean over seeds with the min–max band; optional centred
+  records of at least two of the figure's methods on its task; mean over seeds with the min–max band; optional centred
   moving average with the raw curve shaded beneath (the paper's Figures 6–8). With
   `eval_metric`, a right panel shows evaluation curves when the records hold them
   (history keys eval_step/eval_<metric>, or a columnar `eval_history`), otherwise the final
@@ -89,7 +89,7 @@ def curves_figure(name: str, fig: dict, specs: Specs, index: RecordIndex, out_di
     for model in _models(index, task, fig):
         groups = {m: _group(index, task, model, m, rank) for m in fig["methods"]}
         groups = {m: g for m, g in groups.items() if g}
-        if not groups:
+        if len(groups) < 2:  # a comparison needs two methods (Figure 6 is not drawn from LoFT alone)
             continue
         eval_metric = fig.get("eval_metric")
         fig_, axes = plt.subplots(1, 2 if eval_metric else 1, figsize=(11 if eval_metric else 6, 4), squeeze=False)

@@ -117,3 +117,29 @@ def test_launcher_presets_compose(launcher, target):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
+
+
+def test_fsdp_baseline_matches_one_process_and_resumes(tmp_path):
+    """FSDP2 on 2 CPU processes (what `accelerate launch --use_fsdp` asks for): LoRA sharded,
+    interrupted after step 3, resumed from the gathered checkpoint, equals one process."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import DATA_DIR, REPO
+
+    args = [*TINY_LM, "method=lora", "trainer.max_steps=6", "trainer.micro_batch_size=2", "trainer.lr=3e-3",
+            "trainer.checkpoint_every=3", "adapter_dropout=0.0", "logger=disabled", f"paths.data_dir={DATA_DIR}"]
+    single = run(compose_config(*args, f"paths.runs_dir={tmp_path}/one", f"paths.checkpoint_dir={tmp_path}/c1"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "run.py", *args,
+           f"paths.runs_dir={tmp_path}/two", f"paths.checkpoint_dir={tmp_path}/c2"]
+    env = {**os.environ, "ACCELERATE_USE_FSDP": "true"}
+    first = subprocess.run([*cmd, "trainer.stop_after_steps=3"], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert "stopped after step 3" in first.stderr, first.stderr[-3000:]
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and "resumed from" in second.stdout, second.stderr[-3000:]
+    sharded = json.loads(next((tmp_path / "two").rglob("*.json")).read_text())
+    assert sharded["parallelism"] == "fsdp" and sharded["world_size"] == 2
+    assert sharded["history"]["loss"] == pytest.approx(single["history"]["loss"], rel=1e-5)
+    assert sharded["metrics"]["perplexity"] == pytest.approx(single["metrics"]["perplexity"], rel=1e-5)
