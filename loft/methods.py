@@ -143,7 +143,9 @@ def _loft_orth(model, cfg, targets, ctx):
                    "calibration_s": model.loft_orth_calibration_s, "support_s": model.loft_orth_support_s}
 
 
-ADAPTERS = {"none": _full, "peft": _peft, "loft_orth": _loft_orth}
+ADAPTERS = {"none": _full, "peft": _peft, "loft_orth": _loft_orth,
+            "vpt": __import__("loft.vision_adapters", fromlist=["vpt"]).vpt,              # VPT (LoFT Table 19)
+            "houlsby": __import__("loft.vision_adapters", fromlist=["houlsby"]).houlsby}  # Houlsby adapter (Table 19)
 
 
 def _adamw(model, params, hp, kwargs):

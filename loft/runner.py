@@ -97,6 +97,7 @@ def run(cfg: DictConfig) -> dict | None:
         "final_train_loss": result.history[-1]["loss"] if result.history else None,
         "steps": result.steps, "bad_steps": result.bad_steps,
         "trainable_params": method.trainable_params,
+        "total_params": sum(p.numel() for p in method.model.parameters()),
         "optimizer_state_bytes": _state_bytes(method.optimizer),
         "wall_time_s": time.perf_counter() - start, "train_time_s": result.train_time_s,
         "peak_memory_bytes": peak_memory_bytes(device),

@@ -16,9 +16,13 @@ What it measures, and how (each a trade-off):
   with all methods resident. Methods that only read W0 (all benchmarked ones) are unaffected.
 - A timed sample is two consecutive full steps (forward, backward, optimizer.step, zero_grad)
   of one method, so LoFT's alternation (one factor per step) is averaged over a U- and a
-  V-step. Samples are interleaved round-robin over methods (rotating the order every round)
-  after warm-up, so machine noise hits all methods alike; we report medians.
-  `opt_step_s` times `optimizer.step()` alone within the same steps.
+  V-step. After warm-up, each round runs LoRA, X1, LoRA, X2, ..., LoRA (method order rotated
+  every round): a method's ratio in a round is its sample over the mean of the two LoRA
+  samples around it, and `ratios_vs_lora` is the median over rounds. Times are medians over
+  rounds; `opt_step_s` times `optimizer.step()` alone within the same steps. Both wall clock
+  and process CPU time are recorded; on a machine shared with other jobs neither is clean
+  (CPU time inflates too when another job shares the core), so check the load average
+  reported with the results, and prefer a quiet machine.
 - `peak_bytes` = bytes the method holds at a step's start (parameters, buffers, optimizer
   state) + the peak of what torch's allocator allocates during one extra, untimed step.
   On CUDA the transient peak comes from `torch.cuda.max_memory_allocated`; on CPU, from
@@ -55,8 +59,8 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]  # LoFT Table 4
 
 # LLaMA-shaped models: intermediate ~2.7x hidden, SwiGLU, RoPE, RMSNorm.
 PRESETS = {
-    # 2 CPU cores: ~4M adapted weights per layer, 2048 tokens per step, about a second a step.
-    "cpu": dict(hidden=768, layers=4, heads=12, intermediate=2048, vocab=4096, batch=4, seq=512,
+    # 2 CPU cores: 2.6M adapted weights per layer, 2048 tokens per step, under a second a step.
+    "cpu": dict(hidden=512, layers=4, heads=8, intermediate=1376, vocab=4096, batch=4, seq=512,
                 dtype="float32", device="cpu", warmup=2, samples=5),
     # LLaMA-7B (Touvron et al. 2023) shapes, the setting of the LoFT paper's Tables 8-13.
     "llama7b": dict(hidden=4096, layers=32, heads=32, intermediate=11008, vocab=32000, batch=4, seq=1024,
@@ -73,12 +77,15 @@ class Bench:
     model: torch.nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
     note: str = ""
-    step_s: list[float] = field(default_factory=list)
+    step_s: list[float] = field(default_factory=list)       # wall clock, per timed sample (mean of 2 steps)
     opt_step_s: list[float] = field(default_factory=list)
+    step_cpu_s: list[float] = field(default_factory=list)   # process CPU time (all threads), likewise
+    opt_step_cpu_s: list[float] = field(default_factory=list)
     peak_bytes: int | None = None
     state_bytes: int | None = None
     trainable_params: int | None = None
     after_step: object = None  # the registry's per-step hook (AdaLoRA's rank budget), if any
+    ratios: dict = field(default_factory=lambda: {"wall": [], "cpu": []})  # vs the bracketing LoRA samples
     steps: int = 0
 
 
@@ -166,21 +173,22 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def one_step(b: Bench, batch: torch.Tensor, device: torch.device) -> tuple[float, float]:
-    t0 = time.perf_counter()
+def one_step(b: Bench, batch: torch.Tensor, device: torch.device) -> tuple[float, float, float, float]:
+    """(step wall s, optimizer.step wall s, step CPU s, optimizer.step CPU s)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     loss = b.model(input_ids=batch, labels=batch).loss
     loss.backward()
     sync(device)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     b.optimizer.step()
     b.steps += 1
     if b.after_step is not None:
         b.after_step(b.steps)
     sync(device)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     b.optimizer.zero_grad(set_to_none=True)
     sync(device)
-    return time.perf_counter() - t0, t2 - t1
+    return time.perf_counter() - t0, t2 - t1, time.process_time() - c0, c2 - c1
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -218,13 +226,14 @@ def transient_peak(b: Bench, batch: torch.Tensor, device: torch.device) -> int:
 
 def run(args) -> dict:
     p = dict(PRESETS[args.preset])
-    for key in ("layers", "batch", "seq", "warmup", "samples"):
+    for key in ("layers", "batch", "seq", "warmup", "samples", "device", "dtype"):
         if getattr(args, key) is not None:
             p[key] = getattr(args, key)
     device = torch.device(p["device"])
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise SystemExit(f"preset {args.preset} needs a CUDA GPU; on a CPU use --preset cpu")
+            raise SystemExit(f"preset {args.preset} runs on a CUDA GPU and none is visible; on a CPU use --preset cpu "
+                             "(or --device cpu --layers 1 --seq 64 for a smoke test of its shapes)")
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
     if args.threads:
@@ -244,41 +253,45 @@ def run(args) -> dict:
     for b in ready:
         b.state_bytes = state_bytes(b.optimizer)
         b.peak_bytes = held_bytes(b) + transient_peak(b, batch, device)
-    if not args.memory:
+    load_before = load_average()
+    ref = next((b for b in ready if b.name == BASELINE), None)
+    others = [b for b in ready if b is not ref]
+    if not args.memory and ref is not None:
         for rnd in range(p["samples"]):
-            order = ready[rnd % len(ready):] + ready[: rnd % len(ready)] if ready else []
+            # LoRA, X1, LoRA, X2, ..., Xk, LoRA: every method is bracketed by two LoRA samples
+            # taken just before and after it, so a ratio sees the machine in one state.
+            order = others[rnd % len(others):] + others[: rnd % len(others)] if others else []
+            before = sample(ref, batch, device)
             for b in order:
-                gc.collect()
-                (s1, o1), (s2, o2) = one_step(b, batch, device), one_step(b, batch, device)
-                b.step_s.append((s1 + s2) / 2)
-                b.opt_step_s.append((o1 + o2) / 2)
+                mine = sample(b, batch, device)
+                after = sample(ref, batch, device)
+                for clock, i in (("wall", 0), ("cpu", 2)):
+                    b.ratios[clock].append(mine[i] / ((before[i] + after[i]) / 2))
+                before = after
 
     med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    methods = {}
+    methods, unavailable = {}, {}
     for b in benches:
         row = {"step_s": med(b.step_s), "opt_step_s": med(b.opt_step_s), "peak_bytes": b.peak_bytes,
-               "state_bytes": b.state_bytes, "trainable_params": b.trainable_params}
+               "state_bytes": b.state_bytes, "step_cpu_s": med(b.step_cpu_s),
+               "opt_step_cpu_s": med(b.opt_step_cpu_s), "trainable_params": b.trainable_params}
         if b.note:
             row["note"] = b.note
         if b.model is None:
             row["available"] = False
+            unavailable[b.name] = b.note
         methods[b.name] = row
-    ratios, unavailable = {}, {}
-    ref = methods.get(BASELINE, {}).get("step_s")
-    for name, row in methods.items():
-        if name == BASELINE:
-            continue
-        if row.get("available") is False:
-            unavailable[name] = row["note"]
-        elif ref and row["step_s"]:
-            ratios[name] = row["step_s"] / ref
+    by_clock = {clock: {b.name: statistics.median(b.ratios[clock]) for b in others if b.ratios[clock]}
+                for clock in ("wall", "cpu")}
     layers = layer_shapes(base, TARGETS)
     return {
         "preset": args.preset,
         "tokens_per_step": p["batch"] * p["seq"],
         "rank": args.rank,
         "methods": methods,
-        "ratios_vs_lora": ratios,
+        "ratios_vs_lora": by_clock[args.clock],
+        "ratios_clock": args.clock,
+        "ratios_vs_lora_by_clock": by_clock,
         "unavailable": unavailable,
         "state_formulas": state_formulas(layers, args.rank, methods),
         "setup": {
@@ -291,9 +304,31 @@ def run(args) -> dict:
             "peak_bytes": ("held + CUDA allocator peak of one step" if device.type == "cuda" else
                            "held + peak of torch CPU allocator (profiler memory events) during one step"),
             "rss_max_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "load_average_before_after": [load_before, load_average()],
             "versions": versions(),
         },
     }
+
+
+def sample(b: Bench, batch: torch.Tensor, device: torch.device) -> tuple[float, float, float, float]:
+    """Two consecutive steps (one U- and one V-step for LoFT), averaged and recorded."""
+    gc.collect()
+    first, second = one_step(b, batch, device), one_step(b, batch, device)
+    wall, opt_wall, cpu, opt_cpu = ((x + y) / 2 for x, y in zip(first, second))
+    b.step_s.append(wall)
+    b.opt_step_s.append(opt_wall)
+    b.step_cpu_s.append(cpu)
+    b.opt_step_cpu_s.append(opt_cpu)
+    return wall, opt_wall, cpu, opt_cpu
+
+
+def load_average() -> float | None:
+    try:
+        import os
+
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
 
 
 # ----- closed forms (LoFT paper, Appendix E.2) --------------------------------------------
@@ -360,31 +395,62 @@ def report(res: dict) -> str:
     s = res["setup"]
     lines = [f"preset={res['preset']} rank={res['rank']} tokens/step={res['tokens_per_step']} "
              f"device={s['device']} threads={s['threads']} dtype={s['dtype']} "
-             f"({s['samples']} samples x 2 steps after {s['warmup_steps']} warm-up, medians)", ""]
-    lines.append(f"{'method':22s} {'step_s':>8s} {'x lora':>7s} {'opt_step_s':>10s} {'peak':>10s} {'state':>10s}")
+             f"({s['samples']} rounds of 2-step samples after {s['warmup_steps']} warm-up steps, medians)"]
+    load = s["load_average_before_after"]
+    if load[0] is not None:
+        busy = max(x for x in load if x is not None) > s["threads"] + 0.5
+        lines.append(f"load average before/after timing: {load[0]} / {load[1]}"
+                     + ("  -- the machine is shared: wall times are disturbed, see the cpu columns" if busy else ""))
+    wall, cpu = res["ratios_vs_lora_by_clock"]["wall"], res["ratios_vs_lora_by_clock"]["cpu"]
+    num = lambda x, f=".4f": "-" if x is None else format(x, f)  # noqa: E731
+    lines += ["", f"{'method':22s} {'step_s':>8s} {'x lora':>7s} {'opt_s':>7s} {'cpu_s':>8s} {'x lora':>7s} "
+              f"{'opt_cpu_s':>9s} {'peak':>10s} {'state':>10s}"]
     for name, row in res["methods"].items():
         if row.get("available") is False:
             lines.append(f"{name:22s} {row['note']}")
             continue
-        ratio = res["ratios_vs_lora"].get(name, 1.0 if name == BASELINE else None)
-        st = f"{row['step_s']:.4f}" if row["step_s"] is not None else "-"
-        ot = f"{row['opt_step_s']:.4f}" if row["opt_step_s"] is not None else "-"
-        rt = f"{ratio:.3f}" if ratio is not None else "-"
-        lines.append(f"{name:22s} {st:>8s} {rt:>7s} {ot:>10s} {fmt_bytes(row['peak_bytes']):>10s} "
+        one = 1.0 if name == BASELINE else None
+        lines.append(f"{name:22s} {num(row['step_s']):>8s} {num(wall.get(name, one), '.3f'):>7s} "
+                     f"{num(row['opt_step_s']):>7s} {num(row['step_cpu_s']):>8s} {num(cpu.get(name, one), '.3f'):>7s} "
+                     f"{num(row['opt_step_cpu_s']):>9s} {fmt_bytes(row['peak_bytes']):>10s} "
                      f"{fmt_bytes(row['state_bytes']):>10s}" + (f"  ({row['note']})" if row.get("note") else ""))
-    f = res["state_formulas"]
-    lines += ["", f"optimizer state over {f['layers']} adapted layers (float32 elements x 4 bytes; "
-              f"'paper' = Appendix E.2 terms beyond W0 and U,V):"]
-    sb = f["state_bytes"]
-    rows = [("LoRA", "paper 4(m+n)r", sb["paper_lora"], "ours 2(m+n)r", sb["ours_lora"], f["measured_state_bytes"].get("lora")),
-            ("LoFT", "paper 4(m+n)r+2(m+n)r^2", sb["paper_loft"], "ours (m+n)r+(m+n)r(r+1)/2", sb["ours_loft"],
-             f["measured_state_bytes"].get("loft")),
-            ("LoFT-simple", "", None, "ours 2(m+n)r", sb["ours_loft_simple"], f["measured_state_bytes"].get("loft_simple"))]
-    for name, pl, pv, ol, ov, mv in rows:
-        lines.append(f"  {name:12s} {pl:26s} {fmt_bytes(pv):>10s} | {ol:28s} {fmt_bytes(ov):>10s} | measured {fmt_bytes(mv)}")
-    if "loft_measured_over_paper" in f:
-        lines.append(f"  LoFT measured / paper formula: {f['loft_measured_over_paper']:.1%}")
+    lines.append("step_s/opt_s: wall clock; cpu_s/opt_cpu_s: process CPU time (all threads); x lora: median "
+                 "of per-round ratios")
+    lines += ["", *formula_table(res["state_formulas"], res["rank"])]
     return "\n".join(lines)
+
+
+def formula_table(f: dict, rank: int) -> list[str]:
+    sb, tb, meas = f["state_bytes"], f["total_bytes_with_W0_and_factors"], f["measured_state_bytes"]
+    lines = [f"optimizer state, {f['layers']} adapted layers, r={rank}, float32 (4 bytes/element). 'state' = "
+             "the terms beyond W0 (mn) and U,V ((m+n)r); 'total' adds them:",
+             f"  {'method':12s} {'paper (App. E.2) state':>40s} {'total':>10s} | {'ours state':>36s} "
+             f"{'total':>10s} | {'measured':>10s}"]
+    rows = [("LoRA", "4(m+n)r", "paper_lora", "2(m+n)r  (AdamW m, v)", "ours_lora", "lora"),
+            ("LoFT", "2(m+n)r+2(m+n)r+2(m+n)r^2", "paper_loft", "(m+n)r+(m+n)r(r+1)/2", "ours_loft", "loft"),
+            ("LoFT-simple", "-", None, "2(m+n)r", "ours_loft_simple", "loft_simple")]
+    for name, pf, pk, of, ok, mk in rows:
+        pv = f"{pf} = {fmt_bytes(sb[pk])}" if pk else "-"
+        lines.append(f"  {name:12s} {pv:>40s} {fmt_bytes(tb[pk]) if pk else '-':>10s} | "
+                     f"{of + ' = ' + fmt_bytes(sb[ok]):>36s} {fmt_bytes(tb[ok]):>10s} | {fmt_bytes(meas.get(mk)):>10s}")
+    ratio = sb["ours_loft"] / sb["paper_loft"]
+    lines.append(f"  LoFT state, ours / paper: {ratio:.1%}"
+                 + (f" (measured: {f['loft_measured_over_paper']:.1%})" if "loft_measured_over_paper" in f else ""))
+    return lines
+
+
+def preset_layer_shapes(p: dict) -> list[tuple[int, int]]:
+    """(out, in) of q, k, v, up, down in every layer of a preset, without building it."""
+    h, i = p["hidden"], p["intermediate"]
+    return [(h, h), (h, h), (h, h), (i, h), (h, i)] * p["layers"]
+
+
+def formulas_only(args) -> dict:
+    p = dict(PRESETS[args.preset])
+    if args.layers is not None:
+        p["layers"] = args.layers
+    return {"preset": args.preset, "rank": args.rank,
+            "state_formulas": state_formulas(preset_layer_shapes(p), args.rank, {})}
 
 
 def parse_args(argv=None):
@@ -394,15 +460,22 @@ def parse_args(argv=None):
     ap.add_argument("--methods", nargs="+", default=METHODS, help="conf/method names (default: %(default)s)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--memory", action="store_true", help="state/peak bytes and closed forms only, no timing")
+    ap.add_argument("--formulas", action="store_true",
+                    help="closed forms only, from the preset's shapes (no model built: llama7b on any machine)")
     ap.add_argument("--layers", type=int, help="override the preset's number of layers")
     ap.add_argument("--batch", type=int, help="override the preset's batch size")
     ap.add_argument("--seq", type=int, help="override the preset's sequence length")
     ap.add_argument("--warmup", type=int, help="warm-up steps per method")
-    ap.add_argument("--samples", type=int, help="timed samples (of 2 steps) per method")
+    ap.add_argument("--samples", type=int, help="timed rounds (one 2-step sample per method, LoRA around each)")
+    ap.add_argument("--device", help="override the preset's device (e.g. a CPU smoke test of llama7b shapes)")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="override the preset's dtype")
     ap.add_argument("--dropout", type=float, help="adapter_dropout override (default: the runner's)")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads")
     ap.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=False,
                     help="allow TF32 matmuls on CUDA (default off)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="clock of ratios_vs_lora: wall (default) or process CPU time, which a machine "
+                         "shared with other jobs disturbs less (both are always in the JSON)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if BASELINE not in args.methods:
@@ -412,6 +485,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.formulas:
+        res = formulas_only(args)
+        print(json.dumps(res, indent=1) if args.json else "\n".join(formula_table(res["state_formulas"], args.rank)))
+        return
     res = run(args)
     print(json.dumps(res, indent=1) if args.json else report(res))
 

@@ -9,7 +9,8 @@ Used by `tasks/commonsense.py`, `tasks/math_reasoning.py` and `tasks/humaneval.p
   the full text is truncated to `cutoff_len`, EOS is appended when it fits, labels =
   inputs, and with `train_on_inputs=False` the first len(tokenize(prompt)) labels are
   -100. The same recipe is Answer.AI's/MetaMath's (they always mask the prompt).
-- `SupervisedData`: tokenised examples -> deterministic shuffled micro batches,
+- `SupervisedData`: (prompt, target) pairs -> deterministic shuffled micro batches (tokenised
+  on first use),
   right-padded (pads are -100 in the labels and 0 in the attention mask; the pad id is
   never used to find pads, so pad == eos is safe).
 - `generate`: batched, left-padded generation (greedy, beam or sampling) that works on
@@ -28,7 +29,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -90,33 +91,38 @@ def collate_right(examples: Sequence[dict], pad_id: int) -> dict:
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
-@dataclass
 class SupervisedData:
-    """Tokenised training examples with the Task contract's batching."""
+    """Training examples with the Task contract's batching. Tokenised lazily, on the first
+    batch: an evaluation-only run (trainer.max_steps=0) never pays for it."""
 
-    examples: list[dict] = field(default_factory=list)
-    pad_id: int = 0
-
-    @classmethod
-    def build(cls, tokenizer, pairs: Iterable[tuple[str, str]], cutoff_len: int, train_on_inputs: bool,
-              desc: str = "tokenize") -> "SupervisedData":
-        pairs = list(pairs)
-        examples = [tokenize_supervised(tokenizer, p, t, cutoff_len, train_on_inputs)
-                    for p, t in tqdm(pairs, desc=desc, disable=len(pairs) < 5000 or not sys.stderr.isatty())]
+    def __init__(self, tokenizer, pairs: Iterable[tuple[str, str]], cutoff_len: int, train_on_inputs: bool,
+                 desc: str = "tokenize"):
+        self.tokenizer, self.pairs = tokenizer, list(pairs)
+        self.cutoff_len, self.train_on_inputs, self.desc = cutoff_len, train_on_inputs, desc
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        return cls(examples, int(pad if pad is not None else 0))
+        self.pad_id = int(pad if pad is not None else 0)
+        self._examples: list[dict] | None = None
+
+    @property
+    def examples(self) -> list[dict]:
+        if self._examples is None:
+            quiet = len(self.pairs) < 5000 or not sys.stderr.isatty()
+            self._examples = [tokenize_supervised(self.tokenizer, p, t, self.cutoff_len, self.train_on_inputs)
+                              for p, t in tqdm(self.pairs, desc=self.desc, disable=quiet)]
+        return self._examples
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self.pairs)
 
     def batches(self, micro_batch_size: int, epoch: int, seed: int):
         """One epoch, shuffled deterministically by (seed, epoch), as tasks/wikitext2.py does."""
-        order = np.random.default_rng([seed, epoch]).permutation(len(self.examples))
+        examples = self.examples
+        order = np.random.default_rng([seed, epoch]).permutation(len(examples))
         for i in range(0, len(order), micro_batch_size):
-            yield collate_right([self.examples[j] for j in order[i:i + micro_batch_size]], self.pad_id)
+            yield collate_right([examples[j] for j in order[i:i + micro_batch_size]], self.pad_id)
 
     def trained_token_fraction(self) -> float:
-        """Share of non-pad tokens that carry a label (1.0 with train_on_inputs=True)."""
+        """Share of tokens that carry a label (1.0 with train_on_inputs=True)."""
         total = sum(len(e["labels"]) for e in self.examples)
         return sum(x != IGNORE_INDEX for e in self.examples for x in e["labels"]) / max(total, 1)
 

@@ -93,8 +93,9 @@ class LoFTAdamW(LowRankPairOptimizer):
         for side, grad in (("U", grad_U), ("V", grad_V)):
             g.state[f"exp_avg_{side}"].mul_(beta1).add_(grad, alpha=1 - beta1)
             second = g.state[f"second_{side}"]
-            if self.project_update:
-                pack_outer_accumulate_(second, grad, beta2, 1 - beta2)
+            if self.project_update:  # block by block: the packed products stay in cache
+                for ls, rs in self._blocks(*second.shape, self._chunk_elements(second)):
+                    pack_outer_accumulate_(second[ls, rs], grad[ls, rs], beta2, 1 - beta2)
             else:
                 second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
 
@@ -103,7 +104,7 @@ class LoFTAdamW(LowRankPairOptimizer):
             return self.chunk_elements
         # CPU: blocks that stay in cache while the element-wise passes run over them;
         # GPU: large blocks, few launches (the transient is still bounded).
-        return 1 << 24 if t.device.type == "cuda" else 1 << 19
+        return 1 << 24 if t.device.type == "cuda" else 1 << 18
 
     def _blocks(self, layers: int, rows: int, cols: int, budget: int) -> list[tuple[slice, slice]]:
         """(layer slice, row slice) blocks of about `budget` elements of a layers x rows x cols

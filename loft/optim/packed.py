@@ -84,9 +84,9 @@ def congruence_matrix(c: torch.Tensor) -> torch.Tensor:
     (C^T p C)_cd = sum_{a<=b} p_ab (C_ac C_bd + [a != b] C_bc C_ad).
     """
     r = c.shape[-1]
-    rows, cols, off_diagonal = _triu(r, c.device)
-    a, b = rows[:, None], cols[:, None]
-    cc, dd = rows[None, :], cols[None, :]
-    m = c[..., a, cc] * c[..., b, dd]
-    m = m + off_diagonal[:, None] * (c[..., b, cc] * c[..., a, dd])
-    return m
+    _, _, off_diagonal = _triu(r, c.device)
+    first, second, _ = _selectors(r, c.device, c.dtype)
+    c_a, c_b = first.T @ c, second.T @ c  # rows a and b of C, (..., R, r)
+    m = (c_a @ first).mul_(c_b @ second)  # C_ac C_bd
+    cross = (c_b @ first).mul_(c_a @ second).mul_(off_diagonal.to(c.dtype)[:, None])  # [a != b] C_bc C_ad
+    return m.add_(cross)
