@@ -31,6 +31,9 @@ What it measures, and how (each a trade-off):
   mark is reported too (`rss_max_bytes`), for all methods together.
 - `state_bytes` = `optimizer.state_bytes()` when the optimizer has it, else the bytes of
   the tensors in `optimizer.state` (step counters excluded).
+- On CPU, subnormal floats are flushed to zero (`--no-flush-denormal` to keep them): they
+  appear data-dependently in some steps of whichever method and slow those steps by up to
+  1.5x, a confounder that has nothing to do with the method.
 """
 from __future__ import annotations
 
@@ -238,6 +241,9 @@ def run(args) -> dict:
         torch.backends.cudnn.allow_tf32 = args.tf32
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Subnormal floats turn up data-dependently in some steps of some methods and slow a CPU step by up
+    # to 1.5x (microcode assists): a confounder unrelated to the method, so flush them by default.
+    ftz = device.type == "cpu" and args.flush_denormal and torch.set_flush_denormal(True)
 
     base = build_base(p, args.seed)
     for t in base.parameters():
@@ -275,6 +281,9 @@ def run(args) -> dict:
         row = {"step_s": med(b.step_s), "opt_step_s": med(b.opt_step_s), "peak_bytes": b.peak_bytes,
                "state_bytes": b.state_bytes, "step_cpu_s": med(b.step_cpu_s),
                "opt_step_cpu_s": med(b.opt_step_cpu_s), "trainable_params": b.trainable_params}
+        if b.step_s:
+            row["samples"] = {"step_s": [round(x, 5) for x in b.step_s],
+                              "step_cpu_s": [round(x, 5) for x in b.step_cpu_s]}
         if b.note:
             row["note"] = b.note
         if b.model is None:
@@ -283,6 +292,7 @@ def run(args) -> dict:
         methods[b.name] = row
     by_clock = {clock: {b.name: statistics.median(b.ratios[clock]) for b in others if b.ratios[clock]}
                 for clock in ("wall", "cpu")}
+
     layers = layer_shapes(base, TARGETS)
     return {
         "preset": args.preset,
@@ -297,7 +307,7 @@ def run(args) -> dict:
         "setup": {
             "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
             "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "dtype": p["dtype"], "tf32": bool(args.tf32 and device.type == "cuda"),
+            "dtype": p["dtype"], "tf32": bool(args.tf32 and device.type == "cuda"), "flush_denormal": bool(ftz),
             "model": {k: p[k] for k in ("hidden", "layers", "heads", "intermediate", "vocab")},
             "batch": p["batch"], "seq": p["seq"], "targets": TARGETS, "warmup_steps": p["warmup"],
             "samples": p["samples"], "steps_per_sample": 2, "timed": not args.memory,
@@ -476,6 +486,8 @@ def parse_args(argv=None):
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="clock of ratios_vs_lora: wall (default) or process CPU time, which a machine "
                          "shared with other jobs disturbs less (both are always in the JSON)")
+    ap.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction, default=True,
+                    help="CPU: flush subnormal floats to zero (default on; see the setup note in the JSON)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if BASELINE not in args.methods:

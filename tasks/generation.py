@@ -185,6 +185,21 @@ def _eos_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
+def _new_text(tokenizer, prompt_ids: torch.Tensor, out: torch.Tensor, start: int, n_ret: int) -> list[str]:
+    """The generated text of each row. Decoding the new tokens alone is wrong for
+    SentencePiece tokenizers (LLaMA-1/2), whose decoder strips one leading space from the
+    first token, which breaks Python indentation; so decode prompt + output and cut the
+    decoded prompt off, falling back to the new tokens when the prompt is not a prefix."""
+    prompts = tokenizer.batch_decode(prompt_ids, skip_special_tokens=True)
+    full = tokenizer.batch_decode(out, skip_special_tokens=True)
+    new = tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
+    texts = []
+    for r, (f, n) in enumerate(zip(full, new)):
+        p = prompts[r // n_ret]
+        texts.append(f[len(p):] if f.startswith(p) else n)
+    return texts
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSettings,
              done: Callable[[str], bool] | None = None, desc: str = "generate",
@@ -232,7 +247,7 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSetti
             criteria = StoppingCriteriaList(
                 [_RowStopper(tokenizer, start, settings.stop, done, window)] if early else [])
             out = model.generate(**enc, generation_config=config, stopping_criteria=criteria)
-            texts = tokenizer.batch_decode(out[:, start:], skip_special_tokens=True)
+            texts = _new_text(tokenizer, enc["input_ids"], out, start, n_ret)
             for j, i in enumerate(idx):
                 results[i] = [truncate_at_stop(t, settings.stop) for t in texts[j * n_ret:(j + 1) * n_ret]]
     finally:
