@@ -106,6 +106,7 @@ def run(cfg: DictConfig) -> dict | None:
         "effective_batch_size": cfg.trainer.batch_size,
         "micro_batch_size": micro, "accumulation_steps": accumulation_steps(cfg.trainer, world.size),
         "method_info": method.info,
+        "notes": list(getattr(task, "notes", [])),  # e.g. a partial offline union, a missing eval set
         "versions": versions(), "git_sha": git_sha(),
         "config": config, "config_hash": digest,
         "history": columnar(result.history),

@@ -48,6 +48,8 @@ def parse(argv=None):
     parser.add_argument("--eval-limit", type=int, default=200, help="first N dev rows (halved for selection)")
     parser.add_argument("--runs-dir", type=Path, default=REPO / "results" / "runs")
     parser.add_argument("--tag", default="cmp", help="record tag: keeps these small runs apart from full ones")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel runs (Hydra's joblib launcher), one thread each")
+    parser.add_argument("--retries", type=int, default=3, help="relaunch a sweep that died (finished runs are skipped)")
     parser.add_argument("--table-only", action="store_true", help="do not run; print the table from records")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
@@ -62,7 +64,9 @@ def sweep_command(args) -> list[str]:
             f"++task.max_seq_length={args.max_seq_length}",  # ++: the base config (task=matfac) lacks the key
             f"trainer.epochs={args.epochs}", f"trainer.batch_size={args.batch_size}", "trainer.max_steps=null",
             "trainer.checkpoint_every=0",  # short runs: the sweep resumes by skipping finished records
-            f"paths.runs_dir={args.runs_dir}", *([f"tag={args.tag}"] if args.tag else []), *args.overrides]
+            f"paths.runs_dir={args.runs_dir}", *([f"tag={args.tag}"] if args.tag else []),
+            *([f"hydra/launcher=local", f"hydra.launcher.n_jobs={args.jobs}"] if args.jobs > 1 else []),
+            *args.overrides]
 
 
 def record_path(args, task: str, method: str, seed: int) -> Path:
@@ -106,10 +110,15 @@ def main(argv=None) -> int:
         cmd = sweep_command(args)
         print("running:", " ".join(cmd), flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1"}
-        done = subprocess.run(cmd, cwd=REPO, env=env)
-        if done.returncode != 0:
-            print(f"error: the sweep exited with {done.returncode}; the table shows the runs that finished",
-                  file=sys.stderr)
+        for attempt in range(1 + args.retries):
+            done = subprocess.run(cmd, cwd=REPO, env=env)
+            if done.returncode == 0:
+                break
+            # A negative code is a signal (e.g. a shared machine's cleanup): relaunch, finished runs are skipped.
+            print(f"error: the sweep exited with {done.returncode}" + ("; relaunching" if done.returncode < 0
+                  and attempt < args.retries else "; the table shows the runs that finished"), file=sys.stderr)
+            if done.returncode > 0:
+                break
     text, missing = table(args)
     settings = (f"{args.model}, rank {args.rank}, seeds {args.seeds}, first {args.max_train_samples} training rows, "
                 f"{args.epochs} epoch(s), batch {args.batch_size}, {args.max_seq_length} tokens, dev: first "

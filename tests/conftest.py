@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from loft.config import register_resolvers
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("LOFT_DATA_DIR", REPO.parent / "shared" / "data"))
 METHODS = sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml"))
+VISION_ONLY_METHODS = {"vpt", "adapter"}  # prompt tokens / ViT block adapters: tested in test_glue_vision.py
+LM_METHODS = [m for m in METHODS if m not in VISION_ONLY_METHODS]
 register_resolvers()
 
 
@@ -21,6 +24,9 @@ def compose_config(*overrides: str, runs_dir: Path | None = None) -> DictConfig:
     extra = ["logger=disabled", f"paths.data_dir={DATA_DIR}"]
     if runs_dir is not None:
         extra.append(f"paths.runs_dir={runs_dir}")
+    if not any(o.startswith("paths.checkpoint_dir=") for o in overrides):
+        # never share the repo's checkpoint folder: resume=auto would continue another test's run
+        extra.append(f"paths.checkpoint_dir={tempfile.mkdtemp(prefix='loft-ckpt-')}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose(config_name="config", overrides=[*extra, *overrides])
 

@@ -10,11 +10,11 @@ import torch
 from loft.errors import ConfigError
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
-from tests.conftest import METHODS, compose_config
+from tests.conftest import LM_METHODS, compose_config
 
 # Methods whose initial adapted weight is W0 by construction, up to round-off of what they
 # compute at init (PiSSA subtracts and re-adds its SVD part; LoRA-GA offsets W0 by its init).
-UNCHANGED_AT_INIT = {m: 1e-5 for m in METHODS} | {"pissa": 1e-3, "lora_ga": 1e-3}
+UNCHANGED_AT_INIT = {m: 1e-5 for m in LM_METHODS} | {"pissa": 1e-3, "lora_ga": 1e-3}
 
 
 def tiny_llama_and_batch():
@@ -25,7 +25,7 @@ def tiny_llama_and_batch():
     return bundle, {"input_ids": ids, "labels": ids}
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", LM_METHODS)
 def test_outputs_unchanged_at_init(method):
     bundle, batch = tiny_llama_and_batch()
     cfg = compose_config("model=tiny_llama", f"method={method}", "rank=4", "adapter_dropout=0.0")

@@ -13,7 +13,7 @@ import torch
 from loft.errors import ConfigError, TrainingDiverged
 from loft.runner import run
 from tasks.base import DataMissingError
-from tests.conftest import DATA_DIR, METHODS, REPO, compose_config
+from tests.conftest import DATA_DIR, LM_METHODS, REPO, compose_config
 
 SMALL_MATFAC = ("task=matfac", "model.m=48", "model.n=32", "task.target_rank=4", "rank=4", "trainer.max_steps=40")
 TINY_LM = ("task=wikitext2", "model=tiny_llama", "task.train_file=lm/tinyshakespeare.txt", "task.block_size=32",
@@ -48,7 +48,7 @@ def test_full_method_has_no_rank_in_its_key(runs_dir):
     assert (runs_dir / "matfac" / "matfac" / "full" / "full_seed0.json").exists()
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", LM_METHODS)
 def test_every_method_trains_tiny_llama(method, runs_dir):
     record = run(compose_config(*TINY_LM, f"method={method}", "trainer.max_steps=2", "task.eval_limit=2",
                                 "trainer.batch_size=4", runs_dir=runs_dir))
@@ -101,12 +101,14 @@ def test_loft_refuses_sharded_engines(runs_dir, monkeypatch):
 
 
 def _cli(*args: str, runs_dir: Path, multirun: bool = False) -> subprocess.CompletedProcess:
+    checkpoints = [] if any(a.startswith("paths.checkpoint_dir=") for a in args) else [
+        f"paths.checkpoint_dir={runs_dir.parent / 'checkpoints'}"]
     cmd = [sys.executable, "run.py", *(["-m"] if multirun else []), "logger=disabled", f"paths.runs_dir={runs_dir}",
-           f"paths.data_dir={DATA_DIR}", *args]
+           f"paths.data_dir={DATA_DIR}", *checkpoints, *args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("arg, fix", [("method=lorra", "choose one of: adalora, boft, dora, full,"), ("task=nope", "choose one of:"),
+@pytest.mark.parametrize("arg, fix", [("method=lorra", "choose one of: adalora, adapter, boft, dora, full,"), ("task=nope", "choose one of:"),
                                       ("model=llama9", "choose one of:")])
 def test_unknown_group_choice_is_one_line(arg, fix, runs_dir):
     out = _cli(arg, runs_dir=runs_dir)
