@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.base import DataMissingError, ModelBundle, Task
-from tasks.generation import GenerationSettings, SupervisedData, Timer, alpaca_prompt, causal_lm_loss, generate
+from tasks.generation import GenerationSettings, SupervisedData, Timer, alpaca_prompt, causal_lm_loss, generate, SupervisedLMTask
 
 PREPARE_FIX = "python scripts/prepare_data.py commonsense --data-dir {data_dir}"
 
@@ -286,7 +286,7 @@ def load_hub_split(set_key: str, split: str) -> list[dict]:
 
 # --- the task --------------------------------------------------------------------------
 
-class CommonsenseTask(Task):
+class CommonsenseTask(SupervisedLMTask):
     name = "commonsense"
 
     def __init__(self, name: str = "boolq", train_sets: list[str] | None = None, eval_sets: list[str] | None = None,
@@ -318,10 +318,6 @@ class CommonsenseTask(Task):
         self.notes: list[str] = []
 
     # --- data ------------------------------------------------------------------------
-
-    def _note(self, text: str) -> None:
-        self.notes.append(text)
-        print(f"note [{self.name}]: {text}", file=sys.stderr)
 
     def _hub_ok(self) -> bool:
         if self.source == "local":
@@ -391,15 +387,6 @@ class CommonsenseTask(Task):
         if not self.eval_rows:
             raise DataMissingError(f"no evaluation set of task={self.name} found under {data_dir / 'commonsense'}. "
                                    f"Fix: `{PREPARE_FIX.format(data_dir=data_dir)}` (online).")
-
-    def num_train_examples(self) -> int:
-        return len(self.train_data)
-
-    def train_batches(self, micro_batch_size: int, epoch: int, seed: int):
-        return self.train_data.batches(micro_batch_size, epoch, seed)
-
-    def loss(self, model, batch):
-        return causal_lm_loss(model, batch)
 
     # --- evaluation ------------------------------------------------------------------
 

@@ -34,6 +34,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+
+from tasks.base import Task
 from tqdm.auto import tqdm
 
 IGNORE_INDEX = -100
@@ -267,3 +269,24 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+class SupervisedLMTask(Task):
+    """Shared half of the generative LM tasks (commonsense, math, code): training on a
+    `SupervisedData` in `self.train_data` with the causal-LM loss, and notes that end up in
+    the run record (partial offline data, missing sets) as well as on stderr."""
+
+    notes: list[str]
+
+    def _note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"note [{self.name}]: {text}", file=sys.stderr)
+
+    def num_train_examples(self) -> int:
+        return len(self.train_data)
+
+    def train_batches(self, micro_batch_size: int, epoch: int, seed: int):
+        return self.train_data.batches(micro_batch_size, epoch, seed)
+
+    def loss(self, model, batch):
+        return causal_lm_loss(model, batch)

