@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.base import DataMissingError, ModelBundle, Task
-from tasks.generation import GenerationSettings, SupervisedData, Timer, alpaca_prompt, causal_lm_loss, generate, SupervisedLMTask
+from tasks.generation import GenerationSettings, SupervisedData, SupervisedLMTask, Timer, alpaca_prompt, generate
 
 PREPARE_FIX = "python scripts/prepare_data.py commonsense --data-dir {data_dir}"
 

