@@ -210,7 +210,7 @@ def run_program(program: str, limits: SandboxLimits = SandboxLimits()) -> ExecRe
     scratch = tempfile.mkdtemp(prefix="loft-sandbox-")
     nonce = secrets.token_hex(16)
     payload = json.dumps({"program": program, "nonce": nonce, "scratch": scratch,
-                          "mem": int(limits.memory_mb) << 20, "cpu": int(math.ceil(limits.timeout_s)) + 1,
+                          "mem": int(limits.memory_mb) << 20, "cpu": int(math.ceil(limits.timeout_s)) + 3,
                           "fsize": int(limits.file_size_mb) << 20})
     env = {"PATH": "/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -236,6 +236,8 @@ def run_program(program: str, limits: SandboxLimits = SandboxLimits()) -> ExecRe
         text = out.read(1000).decode("utf-8", "replace")
     if status == "timeout":
         return ExecResult(False, "timeout", f"killed after {limits.timeout_s + 2.0:.1f} s")
+    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):  # RLIMIT_CPU fired first (soft: XCPU, hard: KILL)
+        return ExecResult(False, "timeout", f"killed by signal {-proc.returncode} (CPU time limit)")
     if proc.returncode == 0 and text == nonce:
         return ExecResult(True, "passed")
     return ExecResult(False, "failed", text or f"exit code {proc.returncode}")
