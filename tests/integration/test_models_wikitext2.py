@@ -155,3 +155,22 @@ def test_smollm2_loads_from_cache():
     with torch.no_grad():
         loss = bundle.model(input_ids=ids, labels=ids).loss.item()
     assert loss == pytest.approx(SMOLLM2_GOLDEN_LOSS, rel=1e-4)
+
+
+def test_offline_train_split_falls_back_to_validation_with_a_note(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "wikitext2_tok_valid.txt").write_text("valid " * 200)
+    (tmp_path / "lm" / "wiki.test.raw").write_text("test " * 200)
+    t = make_task(block_size=64)
+    t.setup(tiny, str(tmp_path))
+    assert bytes(t.train_blocks[0].tolist()).decode().startswith("valid valid")  # byte tokenizer
+    assert bytes(t.eval_blocks[0].tolist()).decode().startswith("test test")
+    assert len(t.notes) == 1 and "validation split" in t.notes[0] and "not the paper's protocol" in t.notes[0]
+    # Never when the run evaluates on the validation split, nor for a corpus the user named.
+    with pytest.raises(DataMissingError):
+        make_task(block_size=64, eval_file="lm/wikitext2_tok_valid.txt").setup(tiny, str(tmp_path))
+    with pytest.raises(DataMissingError):
+        make_task(block_size=64, source="local").setup(tiny, str(tmp_path))
+    with pytest.raises(DataMissingError):
+        make_task(block_size=64, train_file="lm/other.txt").setup(tiny, str(tmp_path))
