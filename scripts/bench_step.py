@@ -3,14 +3,14 @@
     python scripts/bench_step.py --preset cpu --rank 16            # table on stdout (2 CPU cores: ~1-2 min)
     python scripts/bench_step.py --preset cpu --rank 4 --json      # one JSON object on stdout
     python scripts/bench_step.py --preset cpu --rank 16 --memory   # optimizer-state bytes vs Appendix E.2 closed forms
+    python scripts/bench_step.py --preset smollm2 --rank 4 --methods lora psoft loft_orth_principal  # SmolLM2-135M shapes
     python scripts/bench_step.py --preset llama7b --rank 16        # on a GPU (bf16, LLaMA-7B shapes, shared W0)
 
 What it measures, and how (each a trade-off):
 - Every method is built through the method registry (`loft.methods.build_method` with
   `conf/method/<name>.yaml`, composed by Hydra like `run.py` does), so a method appears here as
   soon as its config exists. A method without a config is reported as unavailable (with the
-  reason) and the other ratios are still produced. `dora` falls back to PEFT's
-  LoraConfig(use_dora=True) with LoRA's settings while conf/method/dora.yaml is absent.
+  reason) and the other ratios are still produced.
 - One random LlamaForCausalLM is built once; every method wraps its own copy whose frozen
   weights are *shared* with the base (deepcopy with a memo), so LLaMA-7B shapes fit one GPU
   with all methods resident. Methods that only read W0 (all benchmarked ones) are unaffected.
@@ -68,6 +68,9 @@ PRESETS = {
     # LLaMA-7B (Touvron et al. 2023) shapes, the setting of the LoFT paper's Tables 8-13.
     "llama7b": dict(hidden=4096, layers=32, heads=32, intermediate=11008, vocab=32000, batch=4, seq=1024,
                     dtype="bfloat16", device="cuda", warmup=3, samples=10),
+    # SmolLM2-135M (HuggingFaceTB) shapes: 30 layers, grouped-query attention (9 heads, 3 KV heads).
+    "smollm2": dict(hidden=576, layers=30, heads=9, kv_heads=3, intermediate=1536, vocab=49152, batch=2, seq=256,
+                    dtype="float32", device="cpu", warmup=2, samples=5),
     # For tests: seconds.
     "tiny": dict(hidden=64, layers=2, heads=4, intermediate=176, vocab=256, batch=2, seq=32,
                  dtype="float32", device="cpu", warmup=1, samples=2),
@@ -99,7 +102,7 @@ def build_base(p: dict, seed: int) -> torch.nn.Module:
 
     cfg = LlamaConfig(vocab_size=p["vocab"], hidden_size=p["hidden"], intermediate_size=p["intermediate"],
                       num_hidden_layers=p["layers"], num_attention_heads=p["heads"],
-                      num_key_value_heads=p["heads"], max_position_embeddings=max(2048, p["seq"]),
+                      num_key_value_heads=p.get("kv_heads", p["heads"]), max_position_embeddings=max(2048, p["seq"]),
                       attn_implementation="sdpa")
     torch.manual_seed(seed)
     with torch.device(p["device"]):
@@ -108,37 +111,27 @@ def build_base(p: dict, seed: int) -> torch.nn.Module:
 
 
 def method_config(name: str, rank: int, dropout: float | None):
-    """(method config, trainer config, note): the config `run.py method=<name> rank=<rank>` gets."""
+    """(method config, trainer config): what `run.py method=<name> rank=<rank>` gets."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from loft.config import register_resolvers
 
     register_resolvers()
-    note = ""
-    exists = (REPO / "conf" / "method" / f"{name}.yaml").exists()
-    overrides = ["logger=disabled", f"rank={rank}", f"method={name if exists else 'lora'}"]
+    if not (REPO / "conf" / "method" / f"{name}.yaml").exists():
+        raise LookupError(f"conf/method/{name}.yaml does not exist")
+    overrides = ["logger=disabled", f"rank={rank}", f"method={name}"]
     if dropout is not None:
         overrides.append(f"adapter_dropout={dropout}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    method = cfg.method
-    if not exists:
-        if name != "dora":
-            raise LookupError(f"conf/method/{name}.yaml does not exist (yet)")
-        method = copy.deepcopy(method)
-        OmegaConf.set_struct(method, False)
-        method.name = "dora"
-        method.adapter.kwargs.use_dora = True
-        note = "conf/method/dora.yaml absent: built as lora.yaml + use_dora=True"
-    return method, cfg.trainer, note
+    return cfg.method, cfg.trainer
 
 
 def build(name: str, base: torch.nn.Module, rank: int, dropout: float | None, batch: torch.Tensor) -> Bench:
     from loft.methods import build_method
 
     try:
-        mcfg, tcfg, note = method_config(name, rank, dropout)
+        mcfg, tcfg = method_config(name, rank, dropout)
     except Exception as err:  # noqa: BLE001 - a missing or broken config is a result, not a crash
         return Bench(name, note=f"unavailable: {type(err).__name__}: {err}".splitlines()[0][:300])
     shared = {id(t): t for t in [*base.parameters(), *base.buffers()]}
@@ -150,23 +143,16 @@ def build(name: str, base: torch.nn.Module, rank: int, dropout: float | None, ba
     except Exception as err:  # noqa: BLE001
         return Bench(name, note=f"unavailable: build failed: {type(err).__name__}: {err}".splitlines()[0][:300])
     method.model.train()
-    return Bench(name, method.model, method.optimizer, note, trainable_params=method.trainable_params,
+    return Bench(name, method.model, method.optimizer, trainable_params=method.trainable_params,
                  after_step=getattr(method, "after_step", None))
 
 
 def call_registry(build_method, mcfg, model, rank: int, hp: dict, batch: torch.Tensor):
-    """build_method(cfg, model, ctx: MethodContext) or the older (cfg, model, targets, rank, hp)."""
-    import inspect
+    from loft.methods import MethodContext
 
-    import loft.methods as registry
-
-    if "ctx" not in inspect.signature(build_method).parameters:
-        return build_method(mcfg, model, TARGETS, rank, hp)
-    ctx_cls = registry.MethodContext
-    fields = {f.name for f in __import__("dataclasses").fields(ctx_cls)}
-    kwargs = dict(rank=rank, hp=hp, default_targets=TARGETS, total_steps=1000,
-                  calibration_batches=lambda n: [batch] * n, loss=lambda m, b: m(input_ids=b, labels=b).loss)
-    return build_method(mcfg, model, ctx_cls(**{k: v for k, v in kwargs.items() if k in fields}))
+    ctx = MethodContext(rank=rank, hp=hp, default_targets=TARGETS, total_steps=1000,
+                        calibration_batches=lambda n: [batch] * n, loss=lambda m, b: m(input_ids=b, labels=b).loss)
+    return build_method(mcfg, model, ctx)
 
 
 # ----- measuring -------------------------------------------------------------------------
