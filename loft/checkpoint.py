@@ -54,10 +54,12 @@ def optimizer_state(model, optimizer) -> dict:
     return optimizer.state_dict()
 
 
-def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = True) -> None:
-    """Gather (every rank must call this under FSDP) and, where `write`, save atomically."""
+def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = True, task_state=None) -> None:
+    """Gather (every rank must call this under FSDP) and, where `write`, save atomically.
+    `task_state`: the task's own resumable state (Task.state_dict())."""
     payload = {"model": trainable_state(model), "optimizer": optimizer_state(model, optimizer),
-               "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": progress}
+               "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": progress,
+               "task": task_state or {}}
     if not write:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +74,8 @@ def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = 
         raise
 
 
-def load(path: Path, model, optimizer, scheduler) -> dict:
-    """Restore everything into the live objects; return the saved progress dict."""
+def load(path: Path, model, optimizer, scheduler, task=None) -> dict:
+    """Restore everything into the live objects (the task's state too); return the saved progress dict."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
     model = unwrap(model)
     if is_sharded(model):
@@ -88,6 +90,8 @@ def load(path: Path, model, optimizer, scheduler) -> dict:
         optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     restore_rng(payload["rng"])
+    if task is not None:
+        task.load_state_dict(payload.get("task", {}), model)
     return payload["progress"]
 
 

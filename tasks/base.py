@@ -62,5 +62,13 @@ class Task:
         """Metrics of the (trained) model; keys are the metric names stored in the record."""
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        """What the task must carry across a resume (checkpointed with the model), e.g. the best
+        checkpoint found so far by model selection. Tensors allowed."""
+        return {}
+
+    def load_state_dict(self, state: dict, model) -> None:
+        """Restore `state_dict()` after the model's own state is loaded."""
+
     def after_step(self, model, step: int) -> None:
         """Called after every optimizer step (e.g. periodic validation for checkpoint selection)."""

@@ -18,8 +18,8 @@ Features, each with its source:
   `eval_every` steps, or at each epoch's end with `eval_every: epoch`, and always at the end)
   is restored and reported on the other half. `selection: last` reports the last checkpoint on
   the whole dev split. The halves come from `selection_seed` (not the run's seed: every method
-  and seed is reported on the same examples). Only trainable tensors are snapshotted; a resumed
-  run restarts the selection from the resume point (the snapshot is not checkpointed).
+  and seed is reported on the same examples). Only trainable tensors are snapshotted; the best
+  snapshot so far travels in the run's checkpoint, so a resumed run selects as if uninterrupted.
 - Data: `<data_dir>/glue/<Task>/{train,dev}.tsv` in the original GLUE layout (CoLA has no header;
   MRPC starts with a byte-order mark; MNLI has dev_matched/dev_mismatched), read as plain tab-
   separated text (quotes are text, as in GLUE). `source=auto` falls back to the hub when a file
@@ -257,6 +257,21 @@ class HalfSplitSelection:
             # The same tensor objects as the live model (also through a DDP wrapper): restore by identity.
             self.snapshot = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]
 
+    def state_dict(self) -> dict:
+        return {"best_score": self.best_score, "best_step": self.best_step, "last_step": self.last_step,
+                "scored_step": self.scored_step,
+                "snapshot": None if self.snapshot is None else [saved for _, saved in self.snapshot]}
+
+    def load_state_dict(self, state: dict, model) -> None:
+        self.reset()
+        if not state:
+            return
+        self.best_score, self.best_step = state["best_score"], state["best_step"]
+        self.last_step, self.scored_step = state["last_step"], state["scored_step"]
+        if state["snapshot"] is not None:  # saved in the order of the trainable parameters
+            params = [p for p in model.parameters() if p.requires_grad]
+            self.snapshot = [(p, saved.to(p.device)) for p, saved in zip(params, state["snapshot"], strict=True)]
+
     @torch.no_grad()
     def restore_best(self, model) -> dict[str, float]:
         """Consider the final model, load the best snapshot into `model`; selection metrics."""
@@ -272,7 +287,23 @@ class HalfSplitSelection:
 
 # --- the task --------------------------------------------------------------------------
 
-class GlueTask(Task):
+class SelectionTask(Task):
+    """A task whose reported model is picked by `self.selector` (a HalfSplitSelection): it
+    scores after optimizer steps, and its best snapshot is part of the run's checkpoint."""
+
+    selector: HalfSplitSelection
+
+    def after_step(self, model, step: int) -> None:
+        self.selector.after_step(model, step)
+
+    def state_dict(self) -> dict:
+        return {"selection": self.selector.state_dict()}
+
+    def load_state_dict(self, state: dict, model) -> None:
+        self.selector.load_state_dict(state.get("selection", {}), model)
+
+
+class GlueTask(SelectionTask):
     name = "glue"
 
     def __init__(self, name: str = "glue_sst2", glue_task: str = "sst2", source: str = "auto",
@@ -391,9 +422,6 @@ class GlueTask(Task):
 
     def _selection_score(self, model, idx) -> float:
         return self.metrics(model, self.dev, idx)[self.spec.metric]
-
-    def after_step(self, model, step: int) -> None:
-        self.selector.after_step(model, step)
 
     def evaluate(self, model) -> dict[str, float]:
         selection = self.selector.restore_best(model)  # half: the best checkpoint is now in `model`

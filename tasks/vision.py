@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from tasks.base import DataMissingError, ModelBundle, Task
-from tasks.glue import HalfSplitSelection
+from tasks.glue import HalfSplitSelection, SelectionTask
 from tasks.vision_data import (FASHION_MNIST_FILES, Concat, HubSource, ImageSource, fashion_mnist, find_split,
                                random_subset, read_split)
 
@@ -48,7 +48,7 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FIX = "apt-get install -y dataset-fashion-mnist"
 
 
-class ImageClassificationTask(Task):
+class ImageClassificationTask(SelectionTask):
     """Shared by every image task: a subclass provides `load_split(role, data_dir)` for
     role "train" or "eval", returning an ImageSource."""
 
@@ -135,9 +135,6 @@ class ImageClassificationTask(Task):
 
     def _selection_score(self, model, idx) -> float:
         return self.metrics(model, idx)["accuracy"]
-
-    def after_step(self, model, step: int) -> None:
-        self.selector.after_step(model, step)
 
     def evaluate(self, model) -> dict[str, float]:
         selection = self.selector.restore_best(model)

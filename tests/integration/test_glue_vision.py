@@ -151,6 +151,47 @@ def test_selection_restores_the_best_checkpoint():
     assert every_epoch.restore_best(model)["selected_step"] == 2  # epoch end (step 2) beats the final model
 
 
+def test_selection_state_survives_a_resume():
+    """Interrupted after step 4 (best at step 3), restored into a fresh selector and model."""
+    def fresh():
+        model = torch.nn.Linear(1, 1)
+        model.bias.requires_grad_(False)
+        sel = HalfSplitSelection("half", 1, seed=0, score=lambda m, i: -abs(m.weight.item() - 3))
+        sel.split(10)
+        return model, sel
+
+    model, sel = fresh()
+    for step in range(1, 5):
+        with torch.no_grad():
+            model.weight.fill_(step)
+        sel.after_step(model, step)
+    state = copy.deepcopy(sel.state_dict())  # what the checkpoint holds
+    model, sel = fresh()
+    with torch.no_grad():
+        model.weight.fill_(4)  # the checkpoint's model
+    sel.load_state_dict(state, model)
+    for step in range(5, 7):
+        with torch.no_grad():
+            model.weight.fill_(step)
+        sel.after_step(model, step)
+    info = sel.restore_best(model)
+    assert model.weight.item() == 3 and info["selected_step"] == 3
+
+
+def test_glue_selection_resumes_like_an_uninterrupted_run(tmp_path):
+    common = ("task=glue_sst2", "model=minilm_l6", "method=lora", "rank=4", "task.max_train_samples=96",
+              "task.eval_limit=40", "task.eval_every=1", "trainer.batch_size=16", "trainer.epochs=1",
+              "trainer.warmup_steps=0", "trainer.checkpoint_every=1")
+    straight = run_quiet(tmp_path / "a" / "runs", *common)
+    with pytest.raises(Exception, match="stopped after step 3"):
+        run_quiet(tmp_path / "b" / "runs", *common, "trainer.stop_after_steps=3")
+    resumed = run_quiet(tmp_path / "b" / "runs", *common, "resume=true")
+    assert resumed["metrics"] == straight["metrics"] and resumed["history"]["loss"] == straight["history"]["loss"]
+    for record in (tmp_path / "b" / "runs").rglob("*.json"):  # the record lost, the final checkpoint kept:
+        record.unlink()                                      # the rerun only evaluates, and selects the same
+    assert run_quiet(tmp_path / "b" / "runs", *common)["metrics"] == straight["metrics"]
+
+
 def test_glue_selection_through_the_runner_minilm(runs_dir):
     """SST-2 slice with PSOFT's selection evaluated every step: reported on the other half."""
     record = run_quiet(runs_dir, "task=glue_sst2", "model=minilm_l6", "method=lora", "rank=4",
@@ -174,6 +215,24 @@ def test_stsb_regression_and_head_lr_through_the_runner(runs_dir):
     assert "selected_step" not in metrics
     bundle = GlueTask(glue_task="stsb").build_model(compose_config("model=minilm_l6").model)
     assert bundle.model.num_labels == 1 and bundle.head_modules == ["pooler", "classifier"]
+
+
+def test_minilm_mean_pooling_ignores_padding_also_in_peft_copies():
+    bundle = GlueTask(glue_task="sst2").build_model(compose_config("model=minilm_l6").model)
+    model, tok = bundle.model.eval(), bundle.tokenizer
+    alone = tok(["a gripping, funny film"], return_tensors="pt")
+    padded = tok(["a gripping, funny film", "a much longer sentence that forces padding on the first one"],
+                 padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = model.bert(**alone).last_hidden_state[0]  # independent: the plain mean of the tokens
+        expected = model.classifier(torch.tanh(model.bert.pooler.dense(states.mean(0))))
+        assert torch.allclose(model(**alone).logits[0], expected, atol=1e-5)
+        assert torch.allclose(model(**padded).logits[0], expected, atol=1e-5)
+    lora = build_method(compose_config("model=minilm_l6", "method=lora").method, model, _ctx(bundle))
+    _train(lora, {**padded, "labels": torch.tensor([1, 0])}, steps=2)  # the trained pooler is PEFT's copy
+    lora.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(lora.model(**padded).logits[0], lora.model(**alone).logits[0], atol=1e-5)
 
 
 # --- vision data -----------------------------------------------------------------------
