@@ -70,7 +70,7 @@ def run_links(row: Row, out_dir: Path) -> str:
     links = []
     for rec in row.records:
         parts = [("r" if k == "rank" else "") + str(rec.data.get(k)) for k in varying]
-        name = "/".join(parts) + (":" if parts else "") + f"s{rec.seed}"
+        name = "/".join(parts) + (":" if parts else "") + f"s{rec.seed}" + ("†" if rec.data.get("notes") else "")
         rel = os.path.relpath(rec.path, out_dir)
         digest = rec.data.get("config_hash")
         links.append(f"[{name}]({rel}" + (f' "config {digest}"' if digest else "") + ")")
@@ -143,6 +143,9 @@ def to_markdown(table: Table, specs: Specs, out_dir: Path) -> str:
             lines.append(_md_row(_cells(table, row, specs, out_dir, row.sel.model != previous)))
             previous = row.sel.model
         lines.append("")
+    run_notes = sorted({n for row in table.rows for rec in row.records for n in rec.data.get("notes") or []})
+    if run_notes:  # e.g. trained on a fallback split offline: not the paper's protocol
+        lines += ["† Runs whose records carry notes:", ""] + [f"- {n}" for n in run_notes] + [""]
     if table.ignored:
         lines += ["Records of this table's tasks with other tags, not shown: " +
                   ", ".join(f"{t or '(untagged)'} ({n})" for t, n in sorted(table.ignored.items())) + ".", ""]

@@ -196,8 +196,11 @@ def test_aliases_unavailable_methods_and_lower_is_better(tmp_path):
     runs = tmp_path / "runs"
     write_record(runs, "wikitext2", "gpt2", "full", None, 0, {"perplexity": 61.0}, tag="zero_shot")
     write_record(runs, "wikitext2", "gpt2", "loft", 4, 0, {"perplexity": 30.5})
+    write_record(runs, "wikitext2", "gpt2", "rslora", 4, 0, {"perplexity": 33.0}, notes=["trained on the validation split"])
     table = build("table14_wikitext2_gpt2", runs)
     md = to_markdown(table, SPECS, tmp_path)
+    assert "[s0†](" in md and "- trained on the validation split" in md and md.count("†") == 2  # its link, the footnote
+    assert "[s0](" in md  # a record without notes keeps a plain link
     assert "| GPT-2 | Zero-Shot | 61.00 (60.38) | +0.62 |" in md
     assert "| LoFT r=4 | 30.50 (31.75) | -1.25 |" in md
     assert "| LoRA-Pro r=4 | n/a (32.79) |" in md                       # not in this runner
