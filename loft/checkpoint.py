@@ -54,12 +54,14 @@ def optimizer_state(model, optimizer) -> dict:
     return optimizer.state_dict()
 
 
-def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = True, task_state=None) -> None:
-    """Gather (every rank must call this under FSDP) and, where `write`, save atomically.
-    `task_state`: the task's own resumable state (Task.state_dict())."""
+def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = True, task=None) -> None:
+    """Gather (every rank must call this under FSDP) and, where `write`, save atomically, with
+    the task's own resumable state (Task.state_dict()) unless the model is sharded (a model
+    selection snapshot would hold only this rank's shard)."""
+    keep_task = task is not None and not is_sharded(unwrap(model))
     payload = {"model": trainable_state(model), "optimizer": optimizer_state(model, optimizer),
                "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": progress,
-               "task": task_state or {}}
+               "task": task.state_dict() if keep_task else {}}
     if not write:
         return
     path.parent.mkdir(parents=True, exist_ok=True)

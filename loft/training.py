@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from loft import checkpoint
-from loft.distributed import World, gradient_sync, is_sharded, mean_over_ranks, shard, unwrap
+from loft.distributed import World, gradient_sync, mean_over_ranks, shard
 from loft.errors import ConfigError, TrainingDiverged
 
 
@@ -147,9 +147,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
         scheduler.step()  # a skipped step still advances the schedule, so step k always has lr_k
         progress.update(step=step, bad_steps=result.bad_steps, train_time_s=time.perf_counter() - start)
         if ckpt.path is not None and (step == steps or (ckpt.every and step % ckpt.every == 0)):
-            sharded = is_sharded(unwrap(model))
-            task_state = None if sharded else task.state_dict()  # FSDP: a selection snapshot would be a shard
-            checkpoint.save(ckpt.path, model, optimizer, scheduler, progress, write=world.is_main, task_state=task_state)
+            checkpoint.save(ckpt.path, model, optimizer, scheduler, progress, write=world.is_main, task=task)
         if ckpt.stop_after is not None and step >= ckpt.stop_after and step < steps:
             raise Interrupted(f"stopped after step {step} (trainer.stop_after_steps); "
                               f"checkpoint: {ckpt.path if ckpt.every else 'none (set trainer.checkpoint_every)'}")

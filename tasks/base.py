@@ -12,6 +12,7 @@ drives the task through the generic loop in `loft/training.py`:
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -36,6 +37,13 @@ class Task:
     """Base class. Subclasses set `name` and implement the four methods below."""
 
     name: str = "task"
+    notes: list[str]  # a subclass that notes sets it in __init__; the runner copies it into the record
+
+    def _note(self, text: str) -> None:
+        """Something a reader of the result must know (partial offline data, a fallback split):
+        kept for the run record and shown on stderr."""
+        self.notes.append(text)
+        print(f"note [{self.name}]: {text}", file=sys.stderr)
 
     def build_model(self, model_cfg) -> ModelBundle:
         """Most tasks use the shared loader; matfac overrides this (its 'model' is W)."""

@@ -274,13 +274,7 @@ class Timer:
 class SupervisedLMTask(Task):
     """Shared half of the generative LM tasks (commonsense, math, code): training on a
     `SupervisedData` in `self.train_data` with the causal-LM loss, and notes that end up in
-    the run record (partial offline data, missing sets) as well as on stderr."""
-
-    notes: list[str]
-
-    def _note(self, text: str) -> None:
-        self.notes.append(text)
-        print(f"note [{self.name}]: {text}", file=sys.stderr)
+    the run record (partial offline data, missing sets) as well as on stderr (`Task._note`)."""
 
     def num_train_examples(self) -> int:
         return len(self.train_data)

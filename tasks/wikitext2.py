@@ -67,10 +67,8 @@ class Wikitext2Task(Task):
             if not (canonical and self.source == "auto" and fallback.is_file()
                     and Path(self.eval_file).name not in ("wiki.valid.raw", fallback.name)):
                 raise
-        note = (f"WikiText-2 train split unavailable offline: trained on the validation split ({OFFLINE_TRAIN}), "
-                f"evaluated on {self.eval_file}; not the paper's protocol")
-        print(f"warning: {note}", file=sys.stderr)
-        self.notes.append(note)
+        self._note(f"WikiText-2 train split unavailable offline: trained on the validation split ({OFFLINE_TRAIN}), "
+                   f"evaluated on {self.eval_file}; not the paper's protocol")
         return fallback.read_text(encoding="utf-8")
 
     def _read(self, rel: str, data_dir: str) -> str:
