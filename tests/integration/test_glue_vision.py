@@ -17,6 +17,7 @@ from loft import models
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from loft.runner import run
+from loft.training import Interrupted
 from tasks.base import DataMissingError
 from tasks.glue import GLUE, GlueTask, HalfSplitSelection, read_glue_tsv, write_glue_tsv
 from tasks.vision import FashionMnistTask, HubImageTask, VtabTask
@@ -190,6 +191,22 @@ def test_glue_selection_resumes_like_an_uninterrupted_run(tmp_path):
     for record in (tmp_path / "b" / "runs").rglob("*.json"):  # the record lost, the final checkpoint kept:
         record.unlink()                                      # the rerun only evaluates, and selects the same
     assert run_quiet(tmp_path / "b" / "runs", *common)["metrics"] == straight["metrics"]
+
+
+def test_glue_selection_resumed_at_an_epoch_end_selects_as_if_uninterrupted(tmp_path):
+    """2 epochs of 2 steps, selection at epoch ends: candidates [2, 4]. Interrupted after step 2, whose checkpoint
+    is taken at that epoch end, the resumed run must score the same candidates (step 3 is none) with the same
+    scores, pick the same step and report the same metrics (the loop, not the data stream, says where epochs end)."""
+    common = ("task=glue_sst2", "model=minilm_l6", "method=lora", "rank=4", "task.max_train_samples=32",
+              "task.eval_limit=40", "task.eval_every=epoch", "trainer.batch_size=16", "trainer.epochs=2",
+              "trainer.warmup_steps=0", "trainer.checkpoint_every=2")
+    straight = run_quiet(tmp_path / "a" / "runs", *common)
+    assert straight["steps"] == 4 and [c["step"] for c in straight["selection"]["candidates"]] == [2, 4]
+    with pytest.raises(Interrupted, match="stopped after step 2"):
+        run_quiet(tmp_path / "b" / "runs", *common, "trainer.stop_after_steps=2")
+    resumed = run_quiet(tmp_path / "b" / "runs", *common, "resume=true")
+    assert resumed["selection"] == straight["selection"]
+    assert resumed["metrics"] == straight["metrics"] and resumed["history"]["loss"] == straight["history"]["loss"]
 
 
 def test_glue_selection_through_the_runner_minilm(runs_dir):
