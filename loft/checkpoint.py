@@ -1,6 +1,7 @@
 """Checkpoints that let a run continue bit-for-bit: trainable weights, optimizer state (LoFT's
 included), scheduler, RNG states (python, numpy, torch, CUDA), the step, the number of micro
-batches consumed (the data position) and the history so far.
+batches consumed (the data position), the history so far and the loop's callbacks' states
+(checkpoint selection's best snapshot).
 
 One file per run key (`<checkpoint_dir>/<task>/<model>/<method>/<rank>_seed<seed>/last.pt`),
 replaced atomically, so an interruption at any moment leaves the previous checkpoint intact.
@@ -19,6 +20,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_model_state_dict, set_optimizer_state_dict)
 
 from loft.distributed import is_sharded, unwrap
+from loft.errors import ConfigError
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -54,14 +56,14 @@ def optimizer_state(model, optimizer) -> dict:
     return optimizer.state_dict()
 
 
-def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = True, task=None) -> None:
+def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = True, callbacks=None) -> None:
     """Gather (every rank must call this under FSDP) and, where `write`, save atomically, with
-    the task's own resumable state (Task.state_dict()) unless the model is sharded (a model
+    the callbacks' states (Callbacks.state_dict()) unless the model is sharded (a model
     selection snapshot would hold only this rank's shard)."""
-    keep_task = task is not None and not is_sharded(unwrap(model))
+    keep_callbacks = callbacks is not None and not is_sharded(unwrap(model))
     payload = {"model": trainable_state(model), "optimizer": optimizer_state(model, optimizer),
                "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": progress,
-               "task": task.state_dict() if keep_task else {}}
+               "callbacks": callbacks.state_dict() if keep_callbacks else {}}
     if not write:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +78,12 @@ def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = 
         raise
 
 
-def load(path: Path, model, optimizer, scheduler, task=None) -> dict:
-    """Restore everything into the live objects (the task's state too); return the saved progress dict."""
+def load(path: Path, model, optimizer, scheduler, callbacks=None) -> dict:
+    """Restore everything into the live objects (the callbacks' states too); return the saved progress dict."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
+    if payload.get("task"):  # selection state of the task era: its candidates are unknown
+        raise ConfigError(f"{path} predates checkpoint selection in the training loop and cannot be resumed "
+                          f"exactly; resume=false starts this run over")
     model = unwrap(model)
     if is_sharded(model):
         options = StateDictOptions(full_state_dict=True, strict=False)
@@ -92,8 +97,8 @@ def load(path: Path, model, optimizer, scheduler, task=None) -> dict:
         optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     restore_rng(payload["rng"])
-    if task is not None:
-        task.load_state_dict(payload.get("task", {}), model)
+    if callbacks is not None:
+        callbacks.load_state_dict(payload.get("callbacks", {}), model)
     return payload["progress"]
 
 

@@ -20,6 +20,7 @@ from loft.records import RunKey, columnar, config_hash, git_sha, read_record, ve
 from loft.tracking import Tracker
 from loft.checkpoint import read_checkpoint_hash
 from loft.distributed import init_world, sharding_engine, wrap
+from loft.train.callbacks import Callbacks
 from loft.training import (Checkpointing, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
                            train)
 
@@ -87,9 +88,10 @@ def run(cfg: DictConfig) -> dict | None:
                       group=f"{key.task}/{key.model}", enabled=world.is_main)
     start = time.perf_counter()
     ckpt = checkpointing(cfg, key, digest)
+    callbacks = Callbacks(task.callbacks())  # checkpoint selection leaves the picked weights in the model
     result = train(method.train_model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name,
-                   tracker.log, after_step=method.after_step, ckpt=ckpt, world=world)
-    metrics = task.evaluate(method.model)  # every rank holds the same weights; only rank 0 writes
+                   tracker.log, after_step=method.after_step, ckpt=ckpt, world=world, callbacks=callbacks)
+    metrics = {**task.evaluate(method.model), **callbacks.metrics()}  # the same weights on every rank; rank 0 writes
     record = {
         "task": key.task, "model": key.model, "method": key.method, "rank": key.rank, "seed": key.seed,
         "tag": key.tag,
@@ -106,6 +108,7 @@ def run(cfg: DictConfig) -> dict | None:
         "effective_batch_size": cfg.trainer.batch_size,
         "micro_batch_size": micro, "accumulation_steps": accumulation_steps(cfg.trainer, world.size),
         "method_info": method.info,
+        **callbacks.summaries(),  # `selection`: candidate steps, their scores, the step picked
         "notes": list(getattr(task, "notes", [])),  # e.g. a partial offline union, a missing eval set
         "versions": versions(), "git_sha": git_sha(),
         "config": config, "config_hash": digest,

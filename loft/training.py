@@ -6,7 +6,9 @@ the projected gradient), a guard that skips non-finite steps and stops after
 `max_bad_steps` in a row, per-step metrics (loss, lr, grad norm, step time, peak memory)
 sent to the logger, a progress bar, and checkpoints every `checkpoint_every` steps and at the
 end, from which a run resumes bit-for-bit (data position included: the micro-batch stream
-is replayed from its deterministic (seed, epoch) order and fast-forwarded).
+restarts at the saved position of its deterministic (seed, epoch) order). Callbacks
+(loft/train/callbacks.py, e.g. checkpoint selection) hear of every step's end with the epoch
+position computed from the loop's counters, and their state travels in the checkpoint.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from transformers import get_scheduler
 from loft import checkpoint
 from loft.distributed import World, gradient_sync, mean_over_ranks, shard
 from loft.errors import ConfigError, TrainingDiverged
+from loft.train.callbacks import Callbacks, EpochClock, micro_batches_per_epoch
 
 
 class Interrupted(RuntimeError):
@@ -72,27 +75,44 @@ def micro_batch_size(tcfg, world_size: int = 1) -> int:
     return tcfg.micro_batch_size or tcfg.batch_size // world_size
 
 
-def _micro_batches(task, micro: int, seed: int):
-    epoch = 0
+def _micro_batches(task, micro: int, seed: int, start: int = 0):
+    """The global micro-batch stream from position `start`: whole epochs before it are not
+    generated. Epoch ends are placed by count (callbacks.EpochClock), so every epoch must hold
+    exactly ceil(examples / micro) batches."""
+    per_epoch = micro_batches_per_epoch(task.num_train_examples(), micro)
+    if per_epoch == 0:
+        raise ConfigError(f"task {task.name} has no training example; check task.max_train_samples")
+    epoch, skip = divmod(start, per_epoch)
     while True:
-        empty = True
+        n = 0
         for batch in task.train_batches(micro, epoch, seed):
-            empty = False
-            yield batch
-        if empty:
-            raise ConfigError(f"task {task.name} yielded no training batch; check task.max_train_samples")
-        epoch += 1
+            n += 1
+            if n > per_epoch:
+                break
+            if n > skip:
+                yield batch
+        if n != per_epoch:
+            got = f"more than {per_epoch}" if n > per_epoch else str(n)
+            raise ConfigError(f"task {task.name} yielded {got} micro batches in epoch {epoch}, not ceil("
+                              f"{task.num_train_examples()} examples / {micro}) = {per_epoch}: its train_batches "
+                              f"and num_train_examples disagree")
+        epoch, skip = epoch + 1, 0
 
 
 def train(model, optimizer, task, tcfg, seed: int, method_name: str,
           log: Callable[[dict, int], None] = lambda metrics, step: None,
           after_step: Callable[[int], None] | None = None,
-          ckpt: Checkpointing = Checkpointing(), world: World = World()) -> TrainResult:
+          ckpt: Checkpointing = Checkpointing(), world: World = World(),
+          callbacks: Callbacks | None = None) -> TrainResult:
     result = TrainResult()
+    callbacks = callbacks or Callbacks()
     steps = total_steps(tcfg, task.num_train_examples())
     if steps == 0:
+        callbacks.on_train_end(model, 0)
         return result
     accum = accumulation_steps(tcfg, world.size)
+    micro = micro_batch_size(tcfg, world.size)
+    clock = EpochClock(micro_batches_per_epoch(task.num_train_examples(), micro), accum * world.size, steps)
     scheduler = get_scheduler(tcfg.scheduler, optimizer, num_warmup_steps=tcfg.warmup_steps, num_training_steps=steps)
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
@@ -100,12 +120,11 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
     progress = {"step": 0, "consumed": 0, "bad_steps": 0, "history": [], "train_time_s": 0.0,
                 "config_hash": ckpt.config_hash}
     if ckpt.resume and ckpt.path is not None and ckpt.path.exists():
-        progress = checkpoint.load(ckpt.path, model, optimizer, scheduler, task)
+        progress = checkpoint.load(ckpt.path, model, optimizer, scheduler, callbacks)
         print(f"resumed from {ckpt.path} at step {progress['step']}")
     result.history, result.bad_steps = progress["history"], progress["bad_steps"]
-    batches = shard(_micro_batches(task, micro_batch_size(tcfg, world.size), seed), world)
-    for _ in range(progress["consumed"]):  # fast-forward to the saved data position
-        next(batches)
+    # every rank took `consumed` micro batches, so the global stream stands at consumed x world size
+    batches = shard(_micro_batches(task, micro, seed, start=progress["consumed"] * world.size), world)
     model.train()
     bad_in_a_row, last_finite = 0, float("nan")
     start = time.perf_counter() - progress["train_time_s"]
@@ -130,7 +149,6 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
             optimizer.step()
             if after_step is not None:
                 after_step(step)
-            task.after_step(model, step)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm,
@@ -146,13 +164,15 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
                                        f"method={method_name}; last finite loss {last_finite:.6g}; lower trainer.lr")
         scheduler.step()  # a skipped step still advances the schedule, so step k always has lr_k
         progress.update(step=step, bad_steps=result.bad_steps, train_time_s=time.perf_counter() - start)
+        callbacks.on_step_end(model, clock.step_end(step))  # before the checkpoint: it holds their state
         if ckpt.path is not None and (step == steps or (ckpt.every and step % ckpt.every == 0)):
-            checkpoint.save(ckpt.path, model, optimizer, scheduler, progress, write=world.is_main, task=task)
+            checkpoint.save(ckpt.path, model, optimizer, scheduler, progress, write=world.is_main, callbacks=callbacks)
         if ckpt.stop_after is not None and step >= ckpt.stop_after and step < steps:
             raise Interrupted(f"stopped after step {step} (trainer.stop_after_steps); "
                               f"checkpoint: {ckpt.path if ckpt.every else 'none (set trainer.checkpoint_every)'}")
     result.steps = steps
     result.train_time_s = time.perf_counter() - start
+    callbacks.on_train_end(model, steps)
     return result
 
 

@@ -8,7 +8,7 @@ drives the task through the generic loop in `loft/training.py`:
     bundle = task.build_model(cfg.model)                 # or loft.models.load(cfg.model)
     for micro_batch in task.train_batches(micro_batch_size, seed): ...
         loss = task.loss(model, micro_batch)
-    metrics = task.evaluate(model)                      # dict of floats
+    metrics = task.evaluate(model)                      # dict of floats (after task.callbacks() ran)
 """
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ class Task:
         raise NotImplementedError
 
     def train_batches(self, micro_batch_size: int, epoch: int, seed: int) -> Iterator[Any]:
-        """Yield micro batches for one epoch, shuffled deterministically by (seed, epoch)."""
+        """Yield micro batches for one epoch, shuffled deterministically by (seed, epoch): exactly
+        ceil(num_train_examples() / micro_batch_size) of them (the loop places epoch ends by count)."""
         raise NotImplementedError
 
     def loss(self, model, batch) -> Any:
@@ -70,13 +71,7 @@ class Task:
         """Metrics of the (trained) model; keys are the metric names stored in the record."""
         raise NotImplementedError
 
-    def state_dict(self) -> dict:
-        """What the task must carry across a resume (checkpointed with the model), e.g. the best
-        checkpoint found so far by model selection. Tensors allowed."""
-        return {}
-
-    def load_state_dict(self, state: dict, model) -> None:
-        """Restore `state_dict()` after the model's own state is loaded."""
-
-    def after_step(self, model, step: int) -> None:
-        """Called after every optimizer step (e.g. periodic validation for checkpoint selection)."""
+    def callbacks(self) -> list:
+        """Training-loop callbacks its protocol needs (loft/train/callbacks.py), e.g. checkpoint
+        selection on held-out rows; the loop calls them and checkpoints their state."""
+        return []

@@ -18,8 +18,10 @@ Features, each with its source:
   `eval_every` steps, or at each epoch's end with `eval_every: epoch`, and always at the end)
   is restored and reported on the other half. `selection: last` reports the last checkpoint on
   the whole dev split. The halves come from `selection_seed` (not the run's seed: every method
-  and seed is reported on the same examples). Only trainable tensors are snapshotted; the best
-  snapshot so far travels in the run's checkpoint, so a resumed run selects as if uninterrupted.
+  and seed is reported on the same examples). The picking is the training loop's callback
+  (loft/train/selection.py): candidates come from the loop's step and epoch counters and the
+  best snapshot travels in the run's checkpoint, so a resumed run selects as if uninterrupted;
+  the record's `selection` field lists the candidates and their scores.
 - Data: `<data_dir>/glue/<Task>/{train,dev}.tsv` in the original GLUE layout (CoLA has no header;
   MRPC starts with a byte-order mark; MNLI has dev_matched/dev_mismatched), read as plain tab-
   separated text (quotes are text, as in GLUE). `source=auto` falls back to the hub when a file
@@ -37,6 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from loft.train.selection import HalfSplit
 from tasks.base import DataMissingError, ModelBundle, Task
 
 HUB_DATASET = "nyu-mll/glue"
@@ -207,100 +210,19 @@ def hub_rows(task: str, split: str) -> tuple[list[tuple[str, ...]], list]:
 
 # --- checkpoint selection (shared with tasks/vision.py) --------------------------------
 
-class HalfSplitSelection:
-    """PSOFT's protocol: pick the checkpoint on one half of the validation split, report on the
-    other. `score(model, indices) -> float` (higher is better) is the task's main metric.
-    `every`: steps between selection evaluations, or "epoch" (the task calls `epoch_ended()`
-    when it hands out the last batch of an epoch); the final model is always a candidate."""
-
-    def __init__(self, mode: str, every, seed: int, score: Callable):
-        if mode not in ("half", "last"):
-            raise ValueError(f"task.selection={mode!r}: use half or last")
-        if not (every == "epoch" or (isinstance(every, int) and every >= 0)):
-            raise ValueError(f"task.eval_every={every!r}: use a number of steps, 0 (end only) or epoch")
-        self.mode, self.every, self.seed, self.score = mode, every, int(seed), score
-        self.select_idx: np.ndarray = np.arange(0)
-        self.report_idx: np.ndarray = np.arange(0)
-        self.reset()
-
-    def reset(self) -> None:
-        self.best_score, self.best_step, self.snapshot = -math.inf, None, None
-        self.last_step, self.scored_step, self._epoch_end = 0, None, False
-
-    def split(self, n: int) -> None:
-        """Halves of n validation examples (report = all of them with mode=last)."""
-        if self.mode == "last":
-            self.select_idx, self.report_idx = np.arange(0), np.arange(n)
-            return
-        if n < 2:
-            raise ValueError(f"selection=half needs at least 2 validation examples, got {n}")
-        order = np.random.default_rng(self.seed).permutation(n)
-        self.select_idx, self.report_idx = np.sort(order[: n // 2]), np.sort(order[n // 2:])
-
-    def epoch_ended(self) -> None:
-        self._epoch_end = True
-
-    def after_step(self, model, step: int) -> None:
-        self.last_step = step
-        due = self._epoch_end if self.every == "epoch" else bool(self.every) and step % self.every == 0
-        self._epoch_end = False
-        if self.mode == "half" and due:
-            self._consider(model, step)
-
-    def _consider(self, model, step: int) -> None:
-        score = float(self.score(model, self.select_idx))
-        self.scored_step = step
-        if math.isnan(score):
-            score = -math.inf  # e.g. Pearson of constant predictions: never better than a number
-        if self.snapshot is None or score > self.best_score:
-            self.best_score, self.best_step = score, step
-            # The same tensor objects as the live model (also through a DDP wrapper): restore by identity.
-            self.snapshot = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]
-
-    def state_dict(self) -> dict:
-        return {"best_score": self.best_score, "best_step": self.best_step, "last_step": self.last_step,
-                "scored_step": self.scored_step,
-                "snapshot": None if self.snapshot is None else [saved for _, saved in self.snapshot]}
-
-    def load_state_dict(self, state: dict, model) -> None:
-        self.reset()
-        if not state:
-            return
-        self.best_score, self.best_step = state["best_score"], state["best_step"]
-        self.last_step, self.scored_step = state["last_step"], state["scored_step"]
-        if state["snapshot"] is not None:  # saved in the order of the trainable parameters
-            params = [p for p in model.parameters() if p.requires_grad]
-            self.snapshot = [(p, saved.to(p.device)) for p, saved in zip(params, state["snapshot"], strict=True)]
-
-    @torch.no_grad()
-    def restore_best(self, model) -> dict[str, float]:
-        """Consider the final model, load the best snapshot into `model`; selection metrics."""
-        if self.mode == "last":
-            return {}
-        if self.scored_step != self.last_step or self.snapshot is None:
-            self._consider(model, self.last_step)
-        for p, saved in self.snapshot:
-            p.copy_(saved)
-        return {"selected_step": float(self.best_step), "selection_score": self.best_score,
-                "selection_examples": float(len(self.select_idx))}
-
-
-# --- the task --------------------------------------------------------------------------
-
 class SelectionTask(Task):
-    """A task whose reported model is picked by `self.selector` (a HalfSplitSelection): it
-    scores after optimizer steps, and its best snapshot is part of the run's checkpoint."""
+    """A task reported the PSOFT way: `self.halves` (a HalfSplit of its validation rows) gives
+    the loop a ModelSelection callback that scores `_selection_score` on the selection half and
+    leaves the best checkpoint in the model; `evaluate` then reports on `halves.report_idx`."""
 
-    selector: HalfSplitSelection
+    halves: HalfSplit
 
-    def after_step(self, model, step: int) -> None:
-        self.selector.after_step(model, step)
+    def callbacks(self) -> list:
+        return self.halves.callbacks(self._selection_score)
 
-    def state_dict(self) -> dict:
-        return {"selection": self.selector.state_dict()}
-
-    def load_state_dict(self, state: dict, model) -> None:
-        self.selector.load_state_dict(state.get("selection", {}), model)
+    def _selection_score(self, model, idx) -> float:
+        """The main metric on validation rows `idx` (higher is better)."""
+        raise NotImplementedError
 
 
 class GlueTask(SelectionTask):
@@ -316,7 +238,7 @@ class GlueTask(SelectionTask):
         self.name, self.glue_task, self.spec, self.source = name, glue_task, GLUE[glue_task], source
         self.max_seq_length, self.eval_batch_size = int(max_seq_length), int(eval_batch_size)
         self.max_train_samples, self.eval_limit = max_train_samples, eval_limit
-        self.selector = HalfSplitSelection(selection, eval_every, selection_seed, self._selection_score)
+        self.halves = HalfSplit(selection, eval_every, selection_seed)
 
     def build_model(self, model_cfg) -> ModelBundle:
         from loft.models import load_model
@@ -331,8 +253,7 @@ class GlueTask(SelectionTask):
         self.train = self._encode(texts, labels, self.max_train_samples)
         dev = [self._encode(*self._read(split, data_dir), self.eval_limit) for split in self.spec.dev]
         self.dev, self.extra_dev = dev[0], dev[1:]  # MNLI: matched is selected/reported, mismatched reported
-        self.selector.reset()
-        self.selector.split(len(self.dev["labels"]))
+        self.halves.split(len(self.dev["labels"]))
 
     def _read(self, split: str, data_dir: str):
         path = Path(data_dir) / "glue" / self.spec.folder / f"{split}.tsv"
@@ -382,10 +303,7 @@ class GlueTask(SelectionTask):
 
     def train_batches(self, micro_batch_size: int, epoch: int, seed: int):
         order = np.random.default_rng([seed, epoch]).permutation(self.num_train_examples())
-        starts = range(0, len(order), micro_batch_size)
-        for start in starts:
-            if start == starts[-1]:
-                self.selector.epoch_ended()  # set before the yield: the step that uses it sees it
+        for start in range(0, len(order), micro_batch_size):
             yield self._collate(self.train, order[start:start + micro_batch_size])
 
     # --- loss, predictions and metrics -------------------------------------------------
@@ -424,13 +342,12 @@ class GlueTask(SelectionTask):
         return self.metrics(model, self.dev, idx)[self.spec.metric]
 
     def evaluate(self, model) -> dict[str, float]:
-        selection = self.selector.restore_best(model)  # half: the best checkpoint is now in `model`
-        metrics = self.metrics(model, self.dev, self.selector.report_idx)
+        metrics = self.metrics(model, self.dev, self.halves.report_idx)  # half: the loop left the best checkpoint
         metrics = {self.spec.metric: metrics.pop(self.spec.metric), **metrics}
         for extra in self.extra_dev:  # MNLI mismatched, all of it (as PSOFT)
             metrics["mismatched_accuracy"] = self.metrics(model, extra)["accuracy"]
-        metrics["eval_examples"] = float(len(self.selector.report_idx))
-        return {**metrics, **selection}
+        metrics["eval_examples"] = float(len(self.halves.report_idx))
+        return metrics
 
 
 def main(argv=None) -> int:

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from tasks.base import DataMissingError, ModelBundle, Task
-from tasks.glue import HalfSplitSelection, SelectionTask
+from loft.train.selection import HalfSplit
+from tasks.glue import SelectionTask
 from tasks.vision_data import (FASHION_MNIST_FILES, Concat, HubSource, ImageSource, fashion_mnist, find_split,
                                random_subset, read_split)
 
@@ -60,7 +61,7 @@ class ImageClassificationTask(SelectionTask):
         self.name, self.num_labels = name, int(num_labels)
         self.max_train_samples, self.eval_limit = max_train_samples, eval_limit
         self.eval_batch_size, self.subset_seed = int(eval_batch_size), int(subset_seed)
-        self.selector = HalfSplitSelection(selection, eval_every, selection_seed, self._selection_score)
+        self.halves = HalfSplit(selection, eval_every, selection_seed)
 
     def build_model(self, model_cfg) -> ModelBundle:
         from loft.models import load_model
@@ -84,8 +85,7 @@ class ImageClassificationTask(SelectionTask):
             if source.labels.min() < 0 or source.labels.max() >= self.num_labels:
                 raise ValueError(f"{self.name}: {role} labels span [{source.labels.min()}, {source.labels.max()}] "
                                  f"but the task has {self.num_labels} classes")
-        self.selector.reset()
-        self.selector.split(len(self.eval))
+        self.halves.split(len(self.eval))
 
     def pixels(self, source: ImageSource, idx) -> torch.Tensor:
         images = [img if img.mode == "RGB" else img.convert("RGB") for img in source.images(idx)]
@@ -96,11 +96,8 @@ class ImageClassificationTask(SelectionTask):
 
     def train_batches(self, micro_batch_size: int, epoch: int, seed: int):
         order = np.random.default_rng([seed, epoch]).permutation(len(self.train))
-        starts = range(0, len(order), micro_batch_size)
-        for start in starts:
+        for start in range(0, len(order), micro_batch_size):
             idx = order[start:start + micro_batch_size]
-            if start == starts[-1]:
-                self.selector.epoch_ended()
             yield {"pixel_values": self.pixels(self.train, idx), "labels": torch.from_numpy(self.train.labels[idx])}
 
     # --- loss and metrics --------------------------------------------------------------
@@ -137,9 +134,8 @@ class ImageClassificationTask(SelectionTask):
         return self.metrics(model, idx)["accuracy"]
 
     def evaluate(self, model) -> dict[str, float]:
-        selection = self.selector.restore_best(model)
-        metrics = self.metrics(model, self.selector.report_idx)
-        return {**metrics, "eval_examples": float(len(self.selector.report_idx)), **selection}
+        metrics = self.metrics(model, self.halves.report_idx)  # half: the loop left the best checkpoint
+        return {**metrics, "eval_examples": float(len(self.halves.report_idx))}
 
 
 # --- hub datasets ----------------------------------------------------------------------
