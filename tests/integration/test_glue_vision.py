@@ -19,7 +19,7 @@ from loft.models import load_model
 from loft.runner import run
 from loft.training import Interrupted
 from tasks.base import DataMissingError
-from tasks.glue import GLUE, GlueTask, HalfSplitSelection, read_glue_tsv, write_glue_tsv
+from tasks.glue import GLUE, GlueTask, read_glue_tsv, write_glue_tsv
 from tasks.vision import FashionMnistTask, HubImageTask, VtabTask
 from tasks.vision_data import fashion_mnist, write_image_folder
 from tests.conftest import DATA_DIR, REPO, compose_config
@@ -113,86 +113,6 @@ def test_missing_glue_data_names_the_fix(tmp_path, monkeypatch):
 
 # --- checkpoint selection --------------------------------------------------------------
 
-def test_selection_halves_are_disjoint_fixed_and_cover_the_split():
-    sel = HalfSplitSelection("half", "epoch", seed=0, score=lambda m, i: 0.0)
-    sel.split(277)
-    a, b = set(sel.select_idx), set(sel.report_idx)
-    assert len(a) == 138 and len(b) == 139 and not a & b and a | b == set(range(277))
-    again = HalfSplitSelection("half", "epoch", seed=0, score=lambda m, i: 0.0)
-    again.split(277)
-    assert np.array_equal(again.select_idx, sel.select_idx)
-    last = HalfSplitSelection("last", "epoch", seed=0, score=lambda m, i: 0.0)
-    last.split(277)
-    assert len(last.select_idx) == 0 and len(last.report_idx) == 277
-
-
-def test_selection_restores_the_best_checkpoint():
-    """The weight equals the step; the score peaks at step 3: evaluate must see step 3's weights."""
-    model = torch.nn.Linear(1, 1)
-    model.bias.requires_grad_(False)
-    scores = []
-    sel = HalfSplitSelection("half", 1, seed=0, score=lambda m, i: scores.append(m.weight.item()) or -abs(m.weight.item() - 3))
-    sel.split(10)
-    for step in range(1, 7):
-        with torch.no_grad():
-            model.weight.fill_(step)
-        sel.after_step(model, step)
-    info = sel.restore_best(model)
-    assert model.weight.item() == 3 and info["selected_step"] == 3 and info["selection_score"] == 0
-    assert scores == [1, 2, 3, 4, 5, 6]  # the final model was already scored: not twice
-
-    every_epoch = HalfSplitSelection("half", "epoch", seed=0, score=lambda m, i: m.weight.item())
-    every_epoch.split(10)
-    for step in range(1, 5):
-        with torch.no_grad():
-            model.weight.fill_(10 - step)
-        if step == 2:
-            every_epoch.epoch_ended()
-        every_epoch.after_step(model, step)
-    assert every_epoch.restore_best(model)["selected_step"] == 2  # epoch end (step 2) beats the final model
-
-
-def test_selection_state_survives_a_resume():
-    """Interrupted after step 4 (best at step 3), restored into a fresh selector and model."""
-    def fresh():
-        model = torch.nn.Linear(1, 1)
-        model.bias.requires_grad_(False)
-        sel = HalfSplitSelection("half", 1, seed=0, score=lambda m, i: -abs(m.weight.item() - 3))
-        sel.split(10)
-        return model, sel
-
-    model, sel = fresh()
-    for step in range(1, 5):
-        with torch.no_grad():
-            model.weight.fill_(step)
-        sel.after_step(model, step)
-    state = copy.deepcopy(sel.state_dict())  # what the checkpoint holds
-    model, sel = fresh()
-    with torch.no_grad():
-        model.weight.fill_(4)  # the checkpoint's model
-    sel.load_state_dict(state, model)
-    for step in range(5, 7):
-        with torch.no_grad():
-            model.weight.fill_(step)
-        sel.after_step(model, step)
-    info = sel.restore_best(model)
-    assert model.weight.item() == 3 and info["selected_step"] == 3
-
-
-def test_glue_selection_resumes_like_an_uninterrupted_run(tmp_path):
-    common = ("task=glue_sst2", "model=minilm_l6", "method=lora", "rank=4", "task.max_train_samples=96",
-              "task.eval_limit=40", "task.eval_every=1", "trainer.batch_size=16", "trainer.epochs=1",
-              "trainer.warmup_steps=0", "trainer.checkpoint_every=1")
-    straight = run_quiet(tmp_path / "a" / "runs", *common)
-    with pytest.raises(Exception, match="stopped after step 3"):
-        run_quiet(tmp_path / "b" / "runs", *common, "trainer.stop_after_steps=3")
-    resumed = run_quiet(tmp_path / "b" / "runs", *common, "resume=true")
-    assert resumed["metrics"] == straight["metrics"] and resumed["history"]["loss"] == straight["history"]["loss"]
-    for record in (tmp_path / "b" / "runs").rglob("*.json"):  # the record lost, the final checkpoint kept:
-        record.unlink()                                      # the rerun only evaluates, and selects the same
-    assert run_quiet(tmp_path / "b" / "runs", *common)["metrics"] == straight["metrics"]
-
-
 def test_glue_selection_resumed_at_an_epoch_end_selects_as_if_uninterrupted(tmp_path):
     """2 epochs of 2 steps, selection at epoch ends: candidates [2, 4]. Interrupted after step 2, whose checkpoint
     is taken at that epoch end, the resumed run must score the same candidates (step 3 is none) with the same
@@ -207,6 +127,10 @@ def test_glue_selection_resumed_at_an_epoch_end_selects_as_if_uninterrupted(tmp_
     resumed = run_quiet(tmp_path / "b" / "runs", *common, "resume=true")
     assert resumed["selection"] == straight["selection"]
     assert resumed["metrics"] == straight["metrics"] and resumed["history"]["loss"] == straight["history"]["loss"]
+    for record in (tmp_path / "b" / "runs").rglob("*.json"):  # the record lost, the final checkpoint kept:
+        record.unlink()                                      # the rerun only evaluates, and selects the same
+    again = run_quiet(tmp_path / "b" / "runs", *common)
+    assert again["metrics"] == straight["metrics"] and again["selection"] == straight["selection"]
 
 
 def test_glue_selection_through_the_runner_minilm(runs_dir):
@@ -217,6 +141,8 @@ def test_glue_selection_through_the_runner_minilm(runs_dir):
     metrics = record["metrics"]
     assert record["steps"] == 3 and metrics["eval_examples"] == 20 and metrics["selection_examples"] == 20
     assert 1 <= metrics["selected_step"] <= 3 and 0 <= metrics["accuracy"] <= 1
+    assert [c["step"] for c in record["selection"]["candidates"]] == [1, 2, 3]
+    assert record["selection"]["selected_step"] == metrics["selected_step"]
     assert list(metrics)[0] == "accuracy"
     assert record["method_info"]["target_modules"][:3] == ["query", "key", "value"]
 
@@ -229,7 +155,7 @@ def test_stsb_regression_and_head_lr_through_the_runner(runs_dir):
     metrics = record["metrics"]
     assert set(metrics) >= {"pearson", "spearmanr"} and metrics["eval_examples"] == 40
     assert -1 <= metrics["pearson"] <= 1 and all(math.isfinite(x) for x in record["history"]["loss"])
-    assert "selected_step" not in metrics
+    assert "selected_step" not in metrics and "selection" not in record
     bundle = GlueTask(glue_task="stsb").build_model(compose_config("model=minilm_l6").model)
     assert bundle.model.num_labels == 1 and bundle.head_modules == ["pooler", "classifier"]
 
@@ -274,6 +200,16 @@ def test_tiny_vit_on_fashion_mnist_through_the_runner(runs_dir):
     assert record["steps"] == 4 and record["metrics"]["eval_examples"] == 64
     assert 0 <= record["metrics"]["accuracy"] <= 1 and all(math.isfinite(x) for x in record["history"]["loss"])
     assert record["method_info"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"]
+
+
+def test_tiny_vit_selection_on_half_the_eval_split(runs_dir):
+    record = run_quiet(runs_dir, "task=image_fashion_mnist", "model=tiny_vit", "method=lora", "rank=4",
+                       "task.max_train_samples=64", "task.eval_limit=64", "task.selection=half", "task.eval_every=3",
+                       "trainer.batch_size=16", "trainer.max_steps=4", "trainer.warmup_steps=0", "trainer.lr=1e-3")
+    metrics = record["metrics"]
+    assert metrics["eval_examples"] == 32 and metrics["selection_examples"] == 32
+    assert [c["step"] for c in record["selection"]["candidates"]] == [3, 4]  # every 3 steps, and the last
+    assert metrics["selected_step"] in (3, 4) and record["selection"]["every"] == 3
 
 
 def _fake_images(root: Path, split: str, n: int, classes: int, offset: int = 0) -> None:
