@@ -153,3 +153,27 @@ def test_half_split_is_disjoint_fixed_and_covers_the_split():
     assert len(last.select_idx) == 0 and len(last.report_idx) == 277 and last.callbacks(lambda m, i: 0.0) == []
     with pytest.raises(ValueError, match="task.eval_every='often'"):
         HalfSplit("half", "often", seed=0)
+
+
+def test_checkpoint_carries_callback_state_and_refuses_task_era_selection(tmp_path):
+    from loft import checkpoint
+
+    def fresh():
+        model = _linear()
+        optimizer = torch.optim.AdamW([model.weight], lr=0.1)
+        return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+
+    model, optimizer, scheduler = fresh()
+    selection = ModelSelection(lambda m: m.weight.item(), "epoch", examples=5)
+    _step(model, selection, 2, epoch_end=True)
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, model, optimizer, scheduler, {"step": 2}, callbacks=Callbacks([selection]))
+    model, optimizer, scheduler = fresh()
+    resumed = ModelSelection(lambda m: m.weight.item(), "epoch", examples=5)
+    assert checkpoint.load(path, model, optimizer, scheduler, Callbacks([resumed])) == {"step": 2}
+    assert resumed.summary() == selection.summary() and resumed.snapshot[0][0] is model.weight
+    payload = torch.load(path, weights_only=False)
+    payload["task"] = {"selection": {"best_step": 2}}  # what checkpoints held before selection was a callback
+    torch.save(payload, path)
+    with pytest.raises(ConfigError, match="predates checkpoint selection in the training loop.*resume=false"):
+        checkpoint.load(path, *fresh(), Callbacks([resumed]))
