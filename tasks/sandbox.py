@@ -115,6 +115,11 @@ def _inside(path: str, trees: list[str]) -> bool:
     return any(path == t or path.startswith(t.rstrip("/") + "/") for t in trees)
 
 
+def _visible(hide: tuple[str, ...], trees: list[str]) -> list[str]:
+    """The folders to hide that the sandbox would otherwise show (the rest it never shows)."""
+    return [h for h in hide if os.path.isdir(h) and _inside(h, trees + ["/" + d for d in SYSTEM_DIRS])]
+
+
 def _candidate_argv(exe: str) -> list[str]:
     return [exe, "-I", "-B", "-c", CHILD.read_text(encoding="utf-8"), "candidate"]
 
@@ -140,9 +145,8 @@ def bwrap_command(limits: SandboxLimits, hide: tuple[str, ...]) -> list[str]:
             cmd += ["--ro-bind", path, path]
     for tree in trees:
         cmd += ["--ro-bind", tree, tree]
-    for path in hide:
-        if os.path.isdir(path) and _inside(path, trees + ["/" + d for d in SYSTEM_DIRS]):
-            cmd += ["--tmpfs", path, "--remount-ro", path]
+    for path in _visible(hide, trees):
+        cmd += ["--tmpfs", path, "--remount-ro", path]
     cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(int(limits.scratch_mb) << 20), "--tmpfs", "/tmp",
             "--chdir", "/tmp"]
     return cmd + (_drop_root() if root else []) + _candidate_argv(exe)
@@ -159,7 +163,7 @@ def unshare_command(limits: SandboxLimits, hide: tuple[str, ...]) -> list[str]:
     lines += [f"mkdir /tmp/{i} && mount --rbind {q(t)} /tmp/{i}" for i, t in enumerate(trees)]
     lines += [f"mount -t tmpfs -o mode=755 tmpfs {q('/' + d)}" for d in covered]
     lines += [f"mkdir -p {q(t)} && mount --move /tmp/{i} {q(t)}" for i, t in enumerate(trees)]
-    lines += [f"mount -t tmpfs -o ro tmpfs {q(h)}" for h in hide if os.path.isdir(h)]
+    lines += [f"mount -t tmpfs -o ro tmpfs {q(h)}" for h in _visible(hide, trees)]
     lines += ["umount /tmp",
               "awk '$5 != \"/proc\" && $5 !~ /^\\/proc\\// {print $5}' /proc/self/mountinfo | "
               "while read -r m; do mount -o remount,bind,ro \"$m\" 2>/dev/null || true; done",
