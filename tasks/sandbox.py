@@ -147,8 +147,8 @@ def bwrap_command(limits: SandboxLimits, hide: tuple[str, ...]) -> list[str]:
         cmd += ["--ro-bind", tree, tree]
     for path in _visible(hide, trees):
         cmd += ["--tmpfs", path, "--remount-ro", path]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(int(limits.scratch_mb) << 20), "--tmpfs", "/tmp",
-            "--chdir", "/tmp"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(int(limits.scratch_mb) << 20),
+            "--tmpfs", "/tmp", "--chdir", "/tmp"]  # 1777: uid 65534 writes there after setpriv
     return cmd + (_drop_root() if root else []) + _candidate_argv(exe)
 
 

@@ -212,19 +212,25 @@ class World:
     def program(self, name: str) -> str:
         return fill({**ESCAPES, **FAKES}[name], **self.values)
 
-    def survivors(self) -> list[str]:
-        """Host processes still running the hostile set's marked sleep."""
+    def survivors(self, wait_s: float = 2.0) -> list[str]:
+        """Host processes still running the hostile set's marked sleep (after the kernel has had
+        wait_s to finish killing a PID namespace)."""
         import os
+        import time
 
-        found = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if self.mark.encode() in f.read():
-                        found.append(pid)
-            except OSError:
-                pass
-        return found
+        deadline = time.monotonic() + wait_s
+        while True:
+            found = []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if self.mark.encode() in f.read():
+                            found.append(pid)
+                except OSError:
+                    pass
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
 
     def breaches(self) -> dict[str, str]:
         """Everything that reached outside: files made or changed, survivors, connections, signals."""
@@ -237,8 +243,9 @@ class World:
         for path in (self.victim, self.victim2):
             if not os.path.exists(path) or open(path).read() != "keep":
                 out[f"{os.path.basename(path)} deleted or changed"] = path
-        if self.survivors():
-            out["processes survived"] = str(len(self.survivors()))
+        survivors = self.survivors()
+        if survivors:
+            out["processes survived"] = str(len(survivors))
         if self.received:
             out["sockets reached"] = str(len(self.received))
         if self.signals:
@@ -250,7 +257,7 @@ class World:
         import signal
         import subprocess
 
-        for pid in self.survivors():  # what the old sandbox left behind
+        for pid in self.survivors(wait_s=0):  # what the old sandbox left behind
             subprocess.run(["kill", "-9", pid], check=False)
         signal.signal(signal.SIGUSR1, self._old)
         self.unix.close()
