@@ -341,7 +341,8 @@ class HumanEvalTask(SupervisedLMTask):
             write_results(self.samples_file, rows)
         metrics.update({"n_samples": metrics["n_samples_total"] / metrics["n_problems"],
                         "generation_s": gen_t.seconds, "execution_s": exec_t.seconds,
-                        "humaneval_plus_available": float(self.plus_problems is not None)})
+                        "humaneval_plus_available": float(self.plus_problems is not None),
+                        "sandboxed": float(self.sandbox.backend != "none")})
         seen: Counter[str] = Counter()
         self.predictions = []
         for r in rows:
