@@ -236,7 +236,7 @@ class Sandbox:
                    "candidate": {"code": job.candidate, "entry_point": job.entry_point,
                                  "rlimits": self.limits.rlimits()}}
         wall = self.limits.timeout_s + 2.0  # + start-up of two interpreters and the sandbox
-        checker = subprocess.Popen([sys.executable, "-I", "-B", str(CHILD), "checker"], stdin=subprocess.PIPE,
+        checker = subprocess.Popen([sys.executable, "-I", "-S", "-B", str(CHILD), "checker"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/", env=env,
                                    start_new_session=True)
         try:
