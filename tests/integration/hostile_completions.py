@@ -52,8 +52,8 @@ ESCAPES = {
     "sqlite_creates_file": "    import sqlite3\n    sqlite3.connect('$OUT/db.sqlite').execute('create table t (x)')\n"
                            "    return None\n",
     # a child in a session of its own that outlives the program and writes later
-    "outlive": Template(SHELL).safe_substitute(cmd="'setsid sh -c \"sleep $MARK; echo late > $OUT/late\" > /dev/null 2>&1 &'")
-               + "    return None\n",
+    "outlive": Template(SHELL).safe_substitute(
+        cmd="'setsid sh -c \"sleep $MARK; echo late > $OUT/late\" > /dev/null 2>&1 &'") + "    return None\n",
     # many children, each in a session of its own
     "fork_bomb": """\
     import multiprocessing.util as u

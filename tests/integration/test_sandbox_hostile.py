@@ -120,7 +120,8 @@ def test_limits_and_timeouts(backend):
         assert hung.status == "timeout" and not world.survivors(), hung  # the whole tree goes with the timeout
         bomb = _probe(backend, "    x = []\n    while True:\n        x.append(bytearray(64 << 20))\n", "candidate()\n")
         assert not bomb.passed and "MemoryError" in bomb.detail, bomb
-        exits = [_probe(backend, f"    {how}\n", "candidate()\n") for how in ("import os; os._exit(0)", "raise SystemExit(0)")]
+        exits = [_probe(backend, f"    {how}\n", "candidate()\n")
+                 for how in ("import os; os._exit(0)", "raise SystemExit(0)")]
         assert not any(r.passed for r in exits), exits  # an exit status is no verdict
     finally:
         world.close()
