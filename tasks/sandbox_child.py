@@ -84,6 +84,7 @@ def serve() -> None:
 
     channel_in, channel_out = os.fdopen(os.dup(0), "rb"), os.dup(1)
     job = json.loads(channel_in.readline())
+    sys.path.extend(job["sys_path"])  # the interpreter's packages (numpy, ...), without their .pth hooks
     for name, value in job["rlimits"].items():  # soft = hard: the program cannot raise them again
         resource.setrlimit(getattr(resource, name), (value, value))
     null = os.open(os.devnull, os.O_RDWR)

@@ -87,9 +87,10 @@ def test_inside_the_sandbox(backend):
     hidden = [os.path.exists(p) for p in ('$ANSWERS', '$DATA', '/proc/$PID/cmdline', '/proc/$PID/environ')]
     limits = [resource.getrlimit(getattr(resource, n)) for n in ('RLIMIT_NPROC', 'RLIMIT_NOFILE', 'RLIMIT_AS')]
     return [os.getuid(), os.getpid(), usr, net, open('/tmp/scratch').read(),
-            limits, [p for p in os.listdir('/proc') if p.isdigit()], hidden]
+            limits, [p for p in os.listdir('/proc') if p.isdigit()], hidden, __import__('numpy').__name__]
 """.replace("$ANSWERS", HUMAN_EVAL).replace("$DATA", str(DATA_DIR)).replace("$PID", str(os.getpid())), """\
-uid, pid, usr, net, scratch, limits, pids, hidden = candidate()
+uid, pid, usr, net, scratch, limits, pids, hidden, numpy = candidate()
+assert numpy == 'numpy'  # the interpreter's packages are importable
 assert hidden == [False] * 4, hidden  # no problem file, no data, not the evaluating process
 assert uid == (65534 if BACKEND == 'bwrap' or ROOT else 0) and pid <= 2, (uid, pid)
 assert usr in ('OSError', 'PermissionError') and net != 'connected' and scratch == 'ok', (usr, net)
