@@ -163,6 +163,18 @@ def test_refuses_without_a_sandbox(monkeypatch, tmp_path, capsys):
     assert not Path(f"{path}_results.jsonl").exists()  # nothing ran
 
 
+def test_malformed_samples_are_one_line_errors(tmp_path, capsys):
+    path = tmp_path / "samples.jsonl"
+    for text, message in (('{"task_id": "HumanEval/999", "completion": ""}\n', ':1: needs a known "task_id"'),
+                          ('{"task_id": "HumanEval/0"\n', ":1: not JSON"), ("\n", "holds no samples")):
+        path.write_text(text)
+        assert evaluate_samples(["humaneval", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert evaluate_samples(["humaneval", str(tmp_path / "absent.jsonl")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
 def test_allow_unsandboxed_still_decides_the_verdict_outside(monkeypatch):
     monkeypatch.setattr(sandbox, "works", lambda backend: False)
     box = Sandbox(FAST, allow_unsandboxed=True)
