@@ -53,15 +53,16 @@ def make_tables(runs_dir: Path, tables_dir: Path, figures_dir: Path | None = Non
         from loft.tables.figures import make_figures
 
         figures = make_figures(specs, index, figures_dir, only, methods)
-    _write_index(tables_dir, figures_dir, rendered, skipped, figures, runs_dir, len(index))
+    _write_index(tables_dir, figures_dir, rendered, skipped, figures, runs_dir, index)
     return {"tables": written, "figures": figures, "skipped": skipped}
 
 
-def _write_index(tables_dir: Path, figures_dir: Path | None, rendered, skipped, figures, runs_dir: Path, n: int) -> None:
+def _write_index(tables_dir: Path, figures_dir: Path | None, rendered, skipped, figures, runs_dir: Path,
+                 index: RecordIndex) -> None:
     import os
 
     lines = ["# Result tables", "",
-             f"Built by `make tables` (scripts/make_tables.py) from {n} run records under `{runs_dir}`.",
+             f"Built by `make tables` (scripts/make_tables.py) from {len(index)} run records under `{runs_dir}`.",
              "Each table shows **ours (paper)** per cell; see the legend at the top of each file.", "",
              "| table | rows with runs | file |", "|---|---|---|"]
     for name, table in rendered:
@@ -69,6 +70,9 @@ def _write_index(tables_dir: Path, figures_dir: Path | None, rendered, skipped, 
         lines.append(f"| {table.spec.title} | {with_runs} / {len(table.rows)} | [{name}.md]({name}.md) |")
     if skipped:
         lines += ["", "No records yet for: " + ", ".join(skipped) + "."]
+    if index.rejected:
+        lines += ["", f"Left out {len(index.rejected)} files that are not valid records:", ""]
+        lines += [f"- `{path}`: {why}" for path, why in index.rejected]
     if figures:
         lines += ["", "## Figures", ""] + [f"- [{p.name}]({os.path.relpath(p, tables_dir)})" for p in figures]
     (tables_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
