@@ -111,11 +111,6 @@ def write_json_atomic(path: Path, payload: dict) -> None:
         raise
 
 
-def read_record(path: Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
 def columnar(history: list[dict]) -> dict[str, list]:
     """[{step, loss, ...}, ...] -> {step: [...], loss: [...]}: compact and easy to plot."""
     keys = list(history[0]) if history else []

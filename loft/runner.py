@@ -22,7 +22,7 @@ from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
 from loft.schema import SCHEMA
 from loft.variant import variant_of
-from loft.records import RunKey, columnar, config_hash, git_sha, read_record, versions, write_json_atomic
+from loft.records import RunKey, columnar, config_hash, git_sha, versions, write_json_atomic
 from loft.tracking import Tracker
 from loft.checkpoint import read_checkpoint_progress
 from loft.distributed import init_world, sharding_engine, wrap
@@ -86,10 +86,13 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     digest = config_hash(config, ignore=("rank",) if key.rank is None else ())  # full FT: rank is moot
     force = bool(cfg.force)
     if path.exists() and not force:
-        existing = read_record(path)
-        if existing.get("config_hash") != digest:
+        try:
+            existing = schema.read(path)
+        except schema.RecordError as err:
+            raise ConfigError(f"{path} is not a valid record ({err}); force=true replaces it") from None
+        if existing["config_hash"] != digest:
             raise ConfigError(f"{path} holds this run with a different config; force=true replaces it, tag=NAME keeps both")
-        print(f"skip: {path} is finished (force=true reruns it)")
+        print(f"skip: {path} is finished (status {existing['status']}; force=true reruns it)")
         return None
     code = git_sha()
     ckpt, resumed_from = checkpointing(cfg, key, digest, code)

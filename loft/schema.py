@@ -24,6 +24,7 @@ when its fields disagree with its path, or when it shares its key with another r
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from loft.records import RunKey
@@ -89,6 +90,15 @@ def check(data, path: Path) -> dict:
     if Path(path).parts[-len(expected.parts):] != expected.parts:
         raise RecordError(f"its fields name {expected}, not this path")
     return data
+
+
+def read(path: Path) -> dict:
+    """The record at `path`, checked; RecordError names why it cannot be trusted."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RecordError(f"unreadable: {err}") from None
+    return check(data, path)
 
 
 def flag(data: dict) -> str | None:

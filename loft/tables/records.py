@@ -6,7 +6,6 @@ disagree with its path, or that shares its key with another record is left out a
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +62,8 @@ def load_records(runs_dir: Path, quiet: bool = False) -> RecordIndex:
         if path.name.startswith(".tmp-"):
             continue
         try:
-            records.append(Record(path, schema.check(json.loads(path.read_text()), path)))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, schema.RecordError) as err:
+            records.append(Record(path, schema.read(path)))
+        except schema.RecordError as err:
             rejected.append((path, str(err)))
     by_key = defaultdict(list)
     for rec in records:

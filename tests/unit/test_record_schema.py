@@ -69,7 +69,7 @@ def test_untrustworthy_records_are_listed_and_left_out(tmp_path, capsys):
     reasons = {p: why for p, why in index.rejected}
     assert reasons[no_seed] == "field 'seed' is missing"
     assert reasons[wrong_method] == f"its fields name {CS}/llama_7b/lora/r16_seed3.json, not this path"
-    assert reasons[broken].startswith("Expecting value")
+    assert reasons[broken].startswith("unreadable: Expecting value")
     assert reasons[dup_a] == f"shares its key with {dup_b}" and reasons[dup_b] == f"shares its key with {dup_a}"
     assert set(index.get(CS, "llama_7b", "loft", 16)) == {0, 1}
     assert index.get(CS, "llama_7b", "lora", 16)[0].data["metrics"]["boolq"] == 0.60
