@@ -74,8 +74,8 @@ def run_links(row: Row, out_dir: Path) -> str:
         name = "/".join(parts) + (":" if parts else "") + f"s{rec.seed}" + ("†" if rec.data.get("notes") else "")
         name += MARK if rec.flag else ""
         rel = os.path.relpath(rec.path, out_dir)
-        digest = rec.data.get("config_hash")
-        links.append(f"[{name}]({rel}" + (f' "config {digest}"' if digest else "") + ")")
+        title = f"config {rec.data['config_hash']}" + (f", variant {rec.data['variant']}" if rec.data["variant"] else "")
+        links.append(f'[{name}]({rel} "{title.replace(chr(34), chr(39))}")')
     return " ".join(links) if links else MISSING
 
 
