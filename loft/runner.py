@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
+from datetime import datetime, timezone
 from pathlib import Path
 
 import hydra
@@ -20,7 +21,6 @@ from loft import schema
 from loft.errors import ConfigError, TrainingDiverged
 from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
-from loft.schema import SCHEMA
 from loft.variant import variant_of
 from loft.records import RunKey, columnar, config_hash, git_sha, versions, write_json_atomic
 from loft.tracking import Tracker
@@ -125,7 +125,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
         diverged, result, metrics = err, err.result or TrainResult(), {}
     status = "diverged" if diverged else "partial" if 2 * result.bad_steps >= max(result.steps, 1) else "ok"
     record = {
-        "schema": SCHEMA,
+        "schema": schema.SCHEMA,
         "task": key.task, "model": key.model, "method": key.method, "rank": key.rank, "seed": key.seed,
         "variant": key.variant, "tag": cfg.get("tag") or "",
         "status": status, "stopped": str(diverged) if diverged else None, "resumed_from": resumed_from,
@@ -149,9 +149,9 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     }
     schema.check(record, path)  # the writer obeys the schema its readers enforce
     if world.is_main:
-        if path.exists():  # force=true: the old record is kept beside, never replaced silently
-            old = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
-            path.rename(old)
+        if path.exists():  # force=true: the old record is kept beside (a hard link), never replaced silently
+            old = path.with_name(f"{path.name}.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%S.%fZ}")
+            os.link(path, old)
             print(f"replaced: the previous record is kept as {old}")
         write_json_atomic(path, record)
         tracker.finish({f"eval/{k}": v for k, v in metrics.items()})
