@@ -24,13 +24,14 @@ __all__ = ["Table", "PaperTable", "RecordIndex", "Specs", "build_table", "load_p
 
 def make_tables(runs_dir: Path, tables_dir: Path, figures_dir: Path | None = None, only: str | None = None,
                 latex: bool = True, specs: Specs | None = None, methods: set[str] | None = None,
-                paper_root: Path | None = None) -> dict[str, list[Path]]:
+                paper_root: Path | None = None, variant: str = "") -> dict[str, list[Path]]:
     """Render every table that has records (Markdown + LaTeX) and every figure; write an index.
+    `variant`: build from the records of this variant as if they were the default ones.
 
     Returns {"tables": [...], "figures": [...], "skipped": [table names without records]}."""
     specs = specs or load_specs()
     methods = available_methods() if methods is None else methods
-    index = load_records(runs_dir)
+    index = load_records(runs_dir, default_variant=variant)
     tables_dir.mkdir(parents=True, exist_ok=True)
     written, skipped, rendered = [], [], []
     for name, spec in specs.tables.items():

@@ -19,11 +19,12 @@ GroupKey = tuple  # (task, model, method, rank, variant)
 class Record:
     path: Path
     data: dict  # normalized to the current schema
+    variant: str | None = None  # the variant tables see (load_records' default_variant); None: the record's
 
     @property
     def key(self) -> GroupKey:
         d = self.data
-        return (d["task"], d["model"], d["method"], d["rank"], d["variant"])
+        return (d["task"], d["model"], d["method"], d["rank"], d["variant"] if self.variant is None else self.variant)
 
     @property
     def seed(self) -> int:
@@ -55,8 +56,12 @@ class RecordIndex:
         return len(self.records)
 
 
-def load_records(runs_dir: Path, quiet: bool = False) -> RecordIndex:
-    """Every valid record under runs_dir (temp files of in-flight atomic writes are not records)."""
+def load_records(runs_dir: Path, quiet: bool = False, default_variant: str = "") -> RecordIndex:
+    """Every valid record under runs_dir (temp files of in-flight atomic writes are not records).
+
+    `default_variant`: read the records of this variant as the default one (e.g. presets run with
+    extra overrides, `reproduce_tables.py -- model.m=48`); the true default's are then shown as
+    "(default)"."""
     records, rejected = [], []
     for path in sorted(Path(runs_dir).rglob("*.json")):
         if path.name.startswith(".tmp-"):
@@ -76,4 +81,8 @@ def load_records(runs_dir: Path, quiet: bool = False) -> RecordIndex:
     if not quiet:
         for path, reason in rejected:
             print(f"warning: left out {path}: {reason}")
+    if default_variant:
+        for rec in records:
+            v = rec.data["variant"]
+            rec.variant = "" if v == default_variant else "(default)" if v == "" else v
     return RecordIndex([r for r in records if id(r) not in duplicated], rejected)

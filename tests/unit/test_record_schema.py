@@ -107,3 +107,14 @@ def test_cells_resting_on_runs_not_ok_or_with_skipped_steps_are_marked(tmp_path)
     assert table.attention[str(diverged)] == "status diverged"  # no cell (no metrics), but listed
     assert "71.00 ± 1.41‡ (" in md and "s1‡" in md and "3 non-finite steps skipped" in md
     assert r"$\ddagger$" in to_latex(table, SPECS)
+
+
+def test_tables_can_read_one_variant_as_the_default(tmp_path):
+    runs = tmp_path / "runs"
+    small = {"schema": 2, "status": "ok", "bad_steps": 0, "variant": "model.m=48"}
+    write_record(runs, CS, "llama_7b", "loft", 16, 0, {"boolq": 0.5}, **{**small, "variant": ""})
+    write_record(runs, CS, "llama_7b", "loft", 16, 0, {"boolq": 0.7}, tag="model.m=48", **small)
+    assert load_records(runs).get(CS, "llama_7b", "loft", 16)[0].data["metrics"] == {"boolq": 0.5}
+    shifted = load_records(runs, default_variant="model.m=48")
+    assert shifted.get(CS, "llama_7b", "loft", 16)[0].data["metrics"] == {"boolq": 0.7}
+    assert shifted.get(CS, "llama_7b", "loft", 16, "(default)")[0].data["metrics"] == {"boolq": 0.5}
