@@ -85,11 +85,12 @@ def table(args) -> tuple[str, list[str]]:
             values, marked = [], False
             group = index.get(f"glue_{task}", args.model, method, args.rank, args.tag)
             for seed in seeds:
-                record = group.get(seed)
-                value = record.data["metrics"].get(METRIC.get(task, "accuracy")) if record else None
+                record, metric = group.get(seed), METRIC.get(task, "accuracy")
+                value = record.data["metrics"].get(metric) if record else None
                 if value is None:
                     path = args.runs_dir / RunKey(f"glue_{task}", args.model, method, args.rank, seed, args.tag).relative_path()
-                    missing.append(str(path.relative_to(REPO) if path.is_relative_to(REPO) else path))
+                    missing.append(str(path.relative_to(REPO) if path.is_relative_to(REPO) else path) + (
+                        f" (no metric '{metric}'; it has: {', '.join(record.data['metrics']) or 'none'})" if record else ""))
                     continue
                 values.append(100 * value)
                 walls.append(record.data["wall_time_s"])
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
                 f"settings from conf/task/glue_*.yaml" + (f"; overrides {' '.join(args.overrides)}" if args.overrides else ""))
     print(f"\nGLUE dev, main metric x 100, mean ± std over seeds ({settings})\n\n{text}")
     if missing:
-        print(f"\n{len(missing)} records missing, e.g. {missing[0]}", file=sys.stderr)
+        print(f"\n{len(missing)} records missing or without the metric:\n" + "\n".join(missing), file=sys.stderr)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(f"{settings}\n\n{text}\n")
