@@ -3,8 +3,9 @@
 Features: gradient accumulation (batch_size / micro_batch_size), transformers' LR schedules
 with warm-up, global-norm clipping (an optimizer's own `clip_grad_norm_` wins, so LoFT clips
 the projected gradient), a guard that skips non-finite steps and stops after
-`max_bad_steps` in a row, and stops a finite divergence (a loss above `divergence_factor` x the
-first step's loss, or above `divergence_loss`, for `divergence_steps` steps in a row), per-step metrics (loss, lr, grad norm, step time, peak memory)
+`max_bad_steps` in a row, a guard that stops a finite divergence (a loss above
+`divergence_factor` x the first step's loss, or above `divergence_loss`, for `divergence_steps`
+steps in a row), per-step metrics (loss, lr, grad norm, step time, peak memory)
 sent to the logger, a progress bar, and checkpoints every `checkpoint_every` steps and at the
 end, from which a run resumes bit-for-bit (data position included: the micro-batch stream
 is replayed from its deterministic (seed, epoch) order and fast-forwarded).
