@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import itertools
+import numbers
 import os
 import sys
 import time
@@ -121,6 +122,8 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
         result = train(method.train_model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name,
                        tracker.log, after_step=method.after_step, ckpt=ckpt, world=world)
         metrics = task.evaluate(method.model)  # every rank holds the same weights; only rank 0 writes
+        metrics = {k: float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v
+                   for k, v in metrics.items()}  # numpy scalars as JSON numbers
     except TrainingDiverged as err:  # recorded (status diverged, not evaluated), then the run fails
         diverged, result, metrics = err, err.result or TrainResult(), {}
     status = "diverged" if diverged else "partial" if 2 * result.bad_steps >= max(result.steps, 1) else "ok"

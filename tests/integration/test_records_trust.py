@@ -8,7 +8,7 @@ import json
 import pytest
 
 from loft import runner
-from loft.errors import RunLocked, TrainingDiverged
+from loft.errors import ConfigError, RunLocked, TrainingDiverged
 from loft.locking import record_lock
 from loft.records import RunKey
 from loft.runner import run
@@ -131,3 +131,12 @@ def test_non_finite_divergence_writes_a_diverged_record(tmp_path, monkeypatch):
         run(compose_config(*SMALL_MATFAC, "method=full", "trainer.max_bad_steps=3", *_dirs(tmp_path)))
     (rec,) = load_records(tmp_path / "runs").records
     assert rec.data["status"] == "diverged" and rec.data["bad_steps"] == 3 and rec.flag == "status diverged, 3 non-finite steps skipped"
+
+
+def test_an_invalid_record_under_the_name_is_refused_not_overwritten(tmp_path):
+    path = tmp_path.joinpath("runs", *LOFT_DIR, "r4_seed0.json")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"task": ')
+    with pytest.raises(ConfigError, match=r"r4_seed0.json is not a valid record \(unreadable: .*\); force=true replaces it"):
+        run(compose_config(*SMALL_MATFAC, "method=loft", *_dirs(tmp_path)))
+    assert path.read_text() == '{"task": '
