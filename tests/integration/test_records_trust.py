@@ -58,6 +58,7 @@ def test_force_after_a_finished_run_retrains_from_step_0(tmp_path, capsys):
     first = run(compose_config(*SMALL_MATFAC, "method=loft", *CKPT, *_dirs(tmp_path)))
     ckpt = tmp_path.joinpath("ckpt", *LOFT_DIR, "r4_seed0", "last.pt")
     assert ckpt.exists()
+    ckpt.write_bytes(b"not a checkpoint")  # resuming it would fail: the forced run must not even read it
     capsys.readouterr()
     forced = run(compose_config(*SMALL_MATFAC, "method=loft", *CKPT, "force=true", *_dirs(tmp_path)))
     out = capsys.readouterr().out
