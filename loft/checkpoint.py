@@ -102,5 +102,6 @@ def load(path: Path, model, optimizer, scheduler, callbacks=None) -> dict:
     return payload["progress"]
 
 
-def read_checkpoint_hash(path: Path) -> str | None:
-    return torch.load(path, map_location="cpu", weights_only=False)["progress"].get("config_hash")
+def read_checkpoint_progress(path: Path) -> dict:
+    """The saved progress (step, config_hash, git_sha, ...) without restoring anything."""
+    return torch.load(path, map_location="cpu", weights_only=False)["progress"]

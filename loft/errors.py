@@ -5,5 +5,14 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message names the fix."""
 
 
+class RunLocked(ConfigError):
+    """Another process is computing the record of this name right now."""
+
+
 class TrainingDiverged(RuntimeError):
-    """Too many consecutive non-finite steps; the message names the step, method and last finite loss."""
+    """Non-finite steps in a row, or a loss above the divergence bound for a few steps; the message
+    names the step, method and last loss. `result` holds the training done so far (for the record)."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

@@ -5,8 +5,12 @@
 from __future__ import annotations
 
 import itertools
+import numbers
 import os
+import sys
 import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
 from pathlib import Path
 
 import hydra
@@ -14,14 +18,17 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
-from loft.errors import ConfigError
+from loft import schema
+from loft.errors import ConfigError, TrainingDiverged
+from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
-from loft.records import RunKey, columnar, config_hash, git_sha, read_record, versions, write_json_atomic
+from loft.variant import variant_of
+from loft.records import RunKey, columnar, config_hash, git_sha, versions, write_json_atomic
 from loft.tracking import Tracker
-from loft.checkpoint import read_checkpoint_hash
+from loft.checkpoint import read_checkpoint_progress
 from loft.distributed import init_world, sharding_engine, wrap
 from loft.train.callbacks import Callbacks
-from loft.training import (Checkpointing, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
+from loft.training import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
                            train)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,25 +55,49 @@ def absolute(path: str) -> Path:
     return p if p.is_absolute() else REPO / p
 
 
-def run_key(cfg: DictConfig) -> RunKey:
+def run_key(cfg: DictConfig, variant: str = "") -> RunKey:
     uses_rank = cfg.method.adapter.kind != "none"
     return RunKey(cfg.task.name, cfg.model.name, cfg.method.name, int(cfg.rank) if uses_rank else None,
-                  int(cfg.seed), cfg.get("tag") or "")
+                  int(cfg.seed), variant)
 
 
-def run(cfg: DictConfig) -> dict | None:
-    """Train and evaluate one (model, task, method, rank, seed); return its record, or None
-    when a finished record with the same config already exists (unless force=true)."""
-    key = run_key(cfg)
+def job_overrides() -> list[str]:
+    """The command-line overrides of the Hydra job being run ([] outside one, e.g. under compose)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict | None:
+    """Train and evaluate one (model, task, method, rank, seed) in its variant (`tag`, or the
+    `overrides` not part of the key; default: the Hydra job's); return its record, or None when a
+    finished record with the same config already exists (unless force=true). One process per
+    record name: a second one refuses at start (RunLocked)."""
+    tag = cfg.get("tag") or ""
+    if "/" in tag:
+        raise ConfigError(f"tag={tag} must not contain '/'; it becomes part of a file name")
+    key = run_key(cfg, tag or variant_of(job_overrides() if overrides is None else overrides))
+    runs_dir = absolute(cfg.paths.runs_dir)
+    main_process = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 holds the lock for all ranks
+    with record_lock(key.lock_path(runs_dir), runs_dir / key.relative_path()) if main_process else nullcontext():
+        return _run(cfg, key, runs_dir / key.relative_path())
+
+
+def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     config = OmegaConf.to_container(cfg, resolve=True)
-    path = absolute(cfg.paths.runs_dir) / key.relative_path()
     digest = config_hash(config, ignore=("rank",) if key.rank is None else ())  # full FT: rank is moot
-    if path.exists() and not cfg.force:
-        existing = read_record(path)
-        if existing.get("config_hash") != digest:
+    force = bool(cfg.force)
+    if path.exists() and not force:
+        try:
+            existing = schema.read(path)
+        except schema.RecordError as err:
+            raise ConfigError(f"{path} is not a valid record ({err}); force=true replaces it") from None
+        if existing["config_hash"] != digest:
             raise ConfigError(f"{path} holds this run with a different config; force=true replaces it, tag=NAME keeps both")
-        print(f"skip: {path} is finished (force=true reruns it)")
+        print(f"skip: {path} is finished (status {existing['status']}; force=true reruns it)")
         return None
+    code = git_sha()
+    ckpt, resumed_from = checkpointing(cfg, key, digest, code)
 
     transformers.set_seed(int(cfg.seed))
     world, world_device = init_world()
@@ -87,14 +118,22 @@ def run(cfg: DictConfig) -> dict | None:
     tracker = Tracker(cfg.logger, key.run_id(), str(key.relative_path().with_suffix("")), config,
                       group=f"{key.task}/{key.model}", enabled=world.is_main)
     start = time.perf_counter()
-    ckpt = checkpointing(cfg, key, digest)
     callbacks = Callbacks(task.callbacks())  # checkpoint selection leaves the picked weights in the model
-    result = train(method.train_model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name,
-                   tracker.log, after_step=method.after_step, ckpt=ckpt, world=world, callbacks=callbacks)
-    metrics = {**task.evaluate(method.model), **callbacks.metrics()}  # the same weights on every rank; rank 0 writes
+    diverged = None
+    try:
+        result = train(method.train_model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name,
+                       tracker.log, after_step=method.after_step, ckpt=ckpt, world=world, callbacks=callbacks)
+        metrics = {**task.evaluate(method.model), **callbacks.metrics()}  # the same weights on every rank; rank 0 writes
+        metrics = {k: float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v
+                   for k, v in metrics.items()}  # numpy scalars as JSON numbers
+    except TrainingDiverged as err:  # recorded (status diverged, not evaluated), then the run fails
+        diverged, result, metrics = err, err.result or TrainResult(), {}
+    status = "diverged" if diverged else "partial" if 2 * result.bad_steps >= max(result.steps, 1) else "ok"
     record = {
+        "schema": schema.SCHEMA,
         "task": key.task, "model": key.model, "method": key.method, "rank": key.rank, "seed": key.seed,
-        "tag": key.tag,
+        "variant": key.variant, "tag": cfg.get("tag") or "",
+        "status": status, "stopped": str(diverged) if diverged else None, "resumed_from": resumed_from,
         "metrics": metrics,
         "final_train_loss": result.history[-1]["loss"] if result.history else None,
         "steps": result.steps, "bad_steps": result.bad_steps,
@@ -110,39 +149,68 @@ def run(cfg: DictConfig) -> dict | None:
         "method_info": method.info,
         **callbacks.summaries(),  # `selection`: candidate steps, their scores, the step picked
         "notes": list(getattr(task, "notes", [])),  # e.g. a partial offline union, a missing eval set
-        "versions": versions(), "git_sha": git_sha(),
+        "versions": versions(), "git_sha": code,
         "config": config, "config_hash": digest,
         "history": columnar(result.history),
     }
+    schema.check(record, path)  # the writer obeys the schema its readers enforce
     if world.is_main:
+        if path.exists():  # force=true: the old record is kept beside (a hard link), never replaced silently
+            old = path.with_name(f"{path.name}.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%S.%fZ}")
+            os.link(path, old)
+            print(f"replaced: the previous record is kept as {old}")
         write_json_atomic(path, record)
         tracker.finish({f"eval/{k}": v for k, v in metrics.items()})
-        print(f"record: {path}\nmetrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
+        print(f"record: {path} (status {status})" + ("\nmetrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items())
+                                                      if metrics else ""))
+        if result.bad_steps and not diverged:
+            print(f"warning: {result.bad_steps} of {result.steps} steps were skipped as non-finite (status {status}; "
+                  f"tables mark this run); lower trainer.lr", file=sys.stderr)
+    if diverged:
+        raise diverged
     return record
 
 
-def checkpointing(cfg: DictConfig, key: RunKey, digest: str) -> Checkpointing:
-    """Where this run checkpoints, and whether it continues an earlier checkpoint.
+def checkpointing(cfg: DictConfig, key: RunKey, digest: str, code: str | None) -> tuple[Checkpointing, dict | None]:
+    """Where this run checkpoints, whether it continues an earlier checkpoint, and from where.
 
-    resume=auto (default) continues a checkpoint written by the same config, so relaunching an
-    interrupted sweep resumes its partial runs; resume=true insists (a checkpoint of another
-    config is an error); resume=false starts over."""
+    force=true discards this name's checkpoint: the run trains again from step 0. resume=auto
+    (default) continues a checkpoint written by the same config and the same code (git sha), so
+    relaunching an interrupted sweep resumes its partial runs; resume=true insists, and may cross
+    a code change (the record's `resumed_from` names the checkpoint's code); resume=false starts
+    over. A checkpoint of another config is never resumed."""
     every = int(cfg.trainer.checkpoint_every or 0)
-    path = absolute(cfg.paths.checkpoint_dir) / key.relative_path().with_suffix("") / "last.pt" if every else None
+    path = absolute(cfg.paths.checkpoint_dir) / key.relative_path().with_suffix("") / "last.pt"
     resume = str(cfg.resume).lower()
     if resume not in ("auto", "true", "false"):
         raise ConfigError(f"resume={cfg.resume} must be auto, true or false")
-    if resume != "false" and path is not None and path.exists():
-        saved = read_checkpoint_hash(path)
-        if saved != digest:
+    if cfg.force:
+        if resume == "true":
+            raise ConfigError("force=true trains again from step 0; it cannot be combined with resume=true")
+        if path.exists():
+            path.unlink()
+            print(f"force: discarded the checkpoint {path}; training from step 0")
+        resume = "false"
+    resumed_from = None
+    if resume != "false" and every and path.exists():
+        saved = read_checkpoint_progress(path)
+        if saved.get("config_hash") != digest:
             if resume == "true":
                 raise ConfigError(f"{path} was written by a different config; resume=false starts over")
-            print(f"note: ignoring {path}, written by a different config")
+            print(f"note: ignoring {path}, written by a different config; training from step 0")
             resume = "false"
+        elif saved.get("git_sha") != code and resume == "auto":
+            print(f"note: ignoring {path}, written by code {saved.get('git_sha')} (this is {code}); training from "
+                  f"step 0 (resume=true continues it)")
+            resume = "false"
+        else:
+            resumed_from = {"step": saved["step"], "git_sha": saved.get("git_sha")}
     elif resume == "true":
         print("note: resume=true but no checkpoint exists for this run (set trainer.checkpoint_every); starting fresh")
     stop = cfg.trainer.get("stop_after_steps")
-    return Checkpointing(path, every, resume != "false", int(stop) if stop is not None else None, digest)
+    ckpt = Checkpointing(path if every else None, every, resume != "false", int(stop) if stop is not None else None,
+                         digest, code)
+    return ckpt, resumed_from
 
 
 def _state_bytes(optimizer) -> int:

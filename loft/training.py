@@ -3,7 +3,9 @@
 Features: gradient accumulation (batch_size / micro_batch_size), transformers' LR schedules
 with warm-up, global-norm clipping (an optimizer's own `clip_grad_norm_` wins, so LoFT clips
 the projected gradient), a guard that skips non-finite steps and stops after
-`max_bad_steps` in a row, per-step metrics (loss, lr, grad norm, step time, peak memory)
+`max_bad_steps` in a row, a guard that stops a finite divergence (a loss above
+`divergence_factor` x the first step's loss, or above `divergence_loss`, for `divergence_steps`
+steps in a row), per-step metrics (loss, lr, grad norm, step time, peak memory)
 sent to the logger, a progress bar, and checkpoints every `checkpoint_every` steps and at the
 end, from which a run resumes bit-for-bit (data position included: the micro-batch stream
 restarts at the saved position of its deterministic (seed, epoch) order). Callbacks
@@ -40,6 +42,7 @@ class Checkpointing:
     resume: bool = False           # continue from `path` when it exists
     stop_after: int | None = None  # fault injection: stop after this step, no record
     config_hash: str = ""          # a checkpoint of another config is never resumed
+    code_version: str | None = None  # git sha stored with the checkpoint (resume checks it)
 
 
 @dataclass
@@ -118,7 +121,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
     params = [p for p in model.parameters() if p.requires_grad]
     clip = getattr(optimizer, "clip_grad_norm_", None) or (lambda n: torch.nn.utils.clip_grad_norm_(params, n))
     progress = {"step": 0, "consumed": 0, "bad_steps": 0, "history": [], "train_time_s": 0.0,
-                "config_hash": ckpt.config_hash}
+                "config_hash": ckpt.config_hash, "git_sha": ckpt.code_version}
     if ckpt.resume and ckpt.path is not None and ckpt.path.exists():
         progress = checkpoint.load(ckpt.path, model, optimizer, scheduler, callbacks)
         print(f"resumed from {ckpt.path} at step {progress['step']}")
@@ -126,7 +129,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
     # every rank took `consumed` micro batches, so the global stream stands at consumed x world size
     batches = shard(_micro_batches(task, micro, seed, start=progress["consumed"] * world.size), world)
     model.train()
-    bad_in_a_row, last_finite = 0, float("nan")
+    bad_in_a_row, above_in_a_row, last_finite = 0, 0, float("nan")
     start = time.perf_counter() - progress["train_time_s"]
     bar = tqdm(range(progress["step"] + 1, steps + 1), desc=f"train {method_name}", dynamic_ncols=True,
                mininterval=1.0, initial=progress["step"], total=steps)
@@ -156,12 +159,22 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
             result.history.append(record)
             log({f"train/{k}": v for k, v in record.items() if k != "step"}, step)
             bar.set_postfix(loss=f"{loss_sum:.4g}", refresh=False)
+            bound = divergence_bound(tcfg, result.history[0]["loss"])
+            above_in_a_row = above_in_a_row + 1 if loss_sum > bound else 0
+            if above_in_a_row >= tcfg.get("divergence_steps", 3):
+                result.steps = step
+                raise TrainingDiverged(f"loss above {bound:.3g} (the divergence bound from the first step's loss "
+                                       f"{result.history[0]['loss']:.6g}) for {above_in_a_row} steps in a row up to "
+                                       f"step {step} with method={method_name}; last loss {loss_sum:.6g}; lower "
+                                       f"trainer.lr", result)
         else:
             result.bad_steps += 1
             bad_in_a_row += 1
             if bad_in_a_row >= tcfg.max_bad_steps:
+                result.steps = step
                 raise TrainingDiverged(f"{bad_in_a_row} non-finite steps in a row up to step {step} with "
-                                       f"method={method_name}; last finite loss {last_finite:.6g}; lower trainer.lr")
+                                       f"method={method_name}; last finite loss {last_finite:.6g}; lower trainer.lr",
+                                       result)
         scheduler.step()  # a skipped step still advances the schedule, so step k always has lr_k
         progress.update(step=step, bad_steps=result.bad_steps, train_time_s=time.perf_counter() - start)
         callbacks.on_step_end(model, clock.step_end(step))  # before the checkpoint: it holds their state
@@ -174,6 +187,13 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
     result.train_time_s = time.perf_counter() - start
     callbacks.on_train_end(model, steps)
     return result
+
+
+def divergence_bound(tcfg, first_loss: float) -> float:
+    """divergence_factor x |first loss| (a loss of 0 gives no relative bound), at most divergence_loss."""
+    cap = float(tcfg.get("divergence_loss", 1e30))
+    relative = float(tcfg.get("divergence_factor", 1e4)) * abs(first_loss)
+    return min(relative, cap) if relative > 0 else cap
 
 
 @torch.no_grad()

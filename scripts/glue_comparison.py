@@ -17,7 +17,6 @@ on an oversubscribed machine two OpenMP threads per process were ~5x slower than
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -69,12 +68,13 @@ def sweep_command(args) -> list[str]:
             *args.overrides]
 
 
-def record_path(args, task: str, method: str, seed: int) -> Path:
-    suffix = f"_{args.tag}" if args.tag else ""
-    return args.runs_dir / f"glue_{task}" / args.model / method / f"r{args.rank}_seed{seed}{suffix}.json"
-
-
 def table(args) -> tuple[str, list[str]]:
+    """Read through the record schema (loft/tables/records.py): invalid or duplicate records are
+    listed and left out; a cell resting on a run not ok or with skipped steps is marked ‡."""
+    from loft.records import RunKey
+    from loft.tables.records import load_records
+
+    index = load_records(args.runs_dir)
     tasks, methods = args.tasks.split(","), args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     missing, rows = [], []
@@ -82,19 +82,24 @@ def table(args) -> tuple[str, list[str]]:
     for method in methods:
         cells, means, walls = [], [], []
         for task in tasks:
-            values = []
+            values, marked = [], False
+            group = index.get(f"glue_{task}", args.model, method, args.rank, args.tag)
             for seed in seeds:
-                path = record_path(args, task, method, seed)
-                if not path.exists():
-                    missing.append(str(path.relative_to(REPO) if path.is_relative_to(REPO) else path))
+                record, metric = group.get(seed), METRIC.get(task, "accuracy")
+                value = record.data["metrics"].get(metric) if record else None
+                if value is None:
+                    path = args.runs_dir / RunKey(f"glue_{task}", args.model, method, args.rank, seed, args.tag).relative_path()
+                    missing.append(str(path.relative_to(REPO) if path.is_relative_to(REPO) else path) + (
+                        f" (no metric '{metric}'; it has: {', '.join(record.data['metrics']) or 'none'})" if record else ""))
                     continue
-                record = json.loads(path.read_text())
-                values.append(100 * record["metrics"][METRIC.get(task, "accuracy")])
-                walls.append(record["wall_time_s"])
+                values.append(100 * value)
+                walls.append(record.data["wall_time_s"])
+                marked = marked or bool(record.flag)
             if values:
                 mean, std = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
                 means.append(mean)
-                cells.append(f"{mean:.1f} ± {std:.1f}" + ("" if len(values) == len(seeds) else f" (n={len(values)})"))
+                cells.append(f"{mean:.1f} ± {std:.1f}" + ("" if len(values) == len(seeds) else f" (n={len(values)})")
+                             + ("‡" if marked else ""))
             else:
                 cells.append("—")
         avg = f"{np.mean(means):.1f}" if len(means) == len(tasks) else "—"
@@ -106,6 +111,9 @@ def table(args) -> tuple[str, list[str]]:
 
 def main(argv=None) -> int:
     args = parse(argv)
+    if not args.tag:
+        print("error: --tag must not be empty: the table finds the comparison's records by their tag", file=sys.stderr)
+        return 2
     if not args.table_only:
         cmd = sweep_command(args)
         print("running:", " ".join(cmd), flush=True)
@@ -126,7 +134,7 @@ def main(argv=None) -> int:
                 f"settings from conf/task/glue_*.yaml" + (f"; overrides {' '.join(args.overrides)}" if args.overrides else ""))
     print(f"\nGLUE dev, main metric x 100, mean ± std over seeds ({settings})\n\n{text}")
     if missing:
-        print(f"\n{len(missing)} records missing, e.g. {missing[0]}", file=sys.stderr)
+        print(f"\n{len(missing)} records missing or without the metric:\n" + "\n".join(missing), file=sys.stderr)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(f"{settings}\n\n{text}\n")

@@ -28,9 +28,11 @@ def main(argv=None) -> int:
     p.add_argument("--only", help="render only tables/figures whose name contains this")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-latex", action="store_true")
+    p.add_argument("--variant", default="", help="read the records of this variant (a record name's suffix, e.g. "
+                   "'model.m=48,trainer.max_steps=30') as the default ones")
     args = p.parse_args(argv)
     out = make_tables(args.runs_dir, args.tables_dir, None if args.no_figures else args.figures_dir, args.only,
-                      latex=not args.no_latex)
+                      latex=not args.no_latex, variant=args.variant)
     for path in out["tables"] + out["figures"]:
         print(f"wrote {path}")
     if out["skipped"]:

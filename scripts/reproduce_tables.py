@@ -75,7 +75,12 @@ def main(argv=None) -> int:
             if o.startswith("paths.runs_dir="):
                 runs_dir = Path(o.split("=", 1)[1])
                 runs_dir = runs_dir if runs_dir.is_absolute() else REPO / runs_dir
-        out = make_tables(runs_dir, args.tables_dir, args.figures_dir)
+        from loft.variant import variant_of
+
+        variant = variant_of(args.overrides)  # overrides beyond the presets' name their records' variant
+        if variant:
+            print(f"[reproduce] tables from the records of variant {variant}", flush=True)
+        out = make_tables(runs_dir, args.tables_dir, args.figures_dir, variant=variant)
         print(f"[reproduce] wrote {len(out['tables'])} table files and {len(out['figures'])} figures "
               f"({args.tables_dir / 'README.md'})")
     return 1 if failed else 0

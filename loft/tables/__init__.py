@@ -24,13 +24,14 @@ __all__ = ["Table", "PaperTable", "RecordIndex", "Specs", "build_table", "load_p
 
 def make_tables(runs_dir: Path, tables_dir: Path, figures_dir: Path | None = None, only: str | None = None,
                 latex: bool = True, specs: Specs | None = None, methods: set[str] | None = None,
-                paper_root: Path | None = None) -> dict[str, list[Path]]:
+                paper_root: Path | None = None, variant: str = "") -> dict[str, list[Path]]:
     """Render every table that has records (Markdown + LaTeX) and every figure; write an index.
+    `variant`: build from the records of this variant as if they were the default ones.
 
     Returns {"tables": [...], "figures": [...], "skipped": [table names without records]}."""
     specs = specs or load_specs()
     methods = available_methods() if methods is None else methods
-    index = load_records(runs_dir)
+    index = load_records(runs_dir, default_variant=variant)
     tables_dir.mkdir(parents=True, exist_ok=True)
     written, skipped, rendered = [], [], []
     for name, spec in specs.tables.items():
@@ -53,15 +54,16 @@ def make_tables(runs_dir: Path, tables_dir: Path, figures_dir: Path | None = Non
         from loft.tables.figures import make_figures
 
         figures = make_figures(specs, index, figures_dir, only, methods)
-    _write_index(tables_dir, figures_dir, rendered, skipped, figures, runs_dir, len(index))
+    _write_index(tables_dir, figures_dir, rendered, skipped, figures, runs_dir, index)
     return {"tables": written, "figures": figures, "skipped": skipped}
 
 
-def _write_index(tables_dir: Path, figures_dir: Path | None, rendered, skipped, figures, runs_dir: Path, n: int) -> None:
+def _write_index(tables_dir: Path, figures_dir: Path | None, rendered, skipped, figures, runs_dir: Path,
+                 index: RecordIndex) -> None:
     import os
 
     lines = ["# Result tables", "",
-             f"Built by `make tables` (scripts/make_tables.py) from {n} run records under `{runs_dir}`.",
+             f"Built by `make tables` (scripts/make_tables.py) from {len(index)} run records under `{runs_dir}`.",
              "Each table shows **ours (paper)** per cell; see the legend at the top of each file.", "",
              "| table | rows with runs | file |", "|---|---|---|"]
     for name, table in rendered:
@@ -69,6 +71,9 @@ def _write_index(tables_dir: Path, figures_dir: Path | None, rendered, skipped, 
         lines.append(f"| {table.spec.title} | {with_runs} / {len(table.rows)} | [{name}.md]({name}.md) |")
     if skipped:
         lines += ["", "No records yet for: " + ", ".join(skipped) + "."]
+    if index.rejected:
+        lines += ["", f"Left out {len(index.rejected)} files that are not valid records:", ""]
+        lines += [f"- `{path}`: {why}" for path, why in index.rejected]
     if figures:
         lines += ["", "## Figures", ""] + [f"- [{p.name}]({os.path.relpath(p, tables_dir)})" for p in figures]
     (tables_dir / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -8,6 +8,9 @@ Two sections, as the paper lays its table out:
   models the paper does not report in this table), each beside the paper's numbers of its
   stand-in model (spec `stand_in`), so the reference stays visible.
 Ours is the mean (± sample std) over the seeds found; every contributing record is linked.
+A cell is marked (`flagged`) when it rests on a record whose status is not ok or that skipped
+steps, or when a record of its group lacks the metric its other seeds have (a renamed metric
+must not silently drop a seed); the table lists those records with the reason (`attention`).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class Selector:
 @dataclass
 class Stat:
     values: dict[int, float]          # seed -> value
+    flagged: bool = False             # rests on a record listed in Table.attention
 
     @property
     def n(self) -> int:
@@ -64,7 +68,9 @@ class Table:
     paper: PaperTable | None
     columns: list[Column]             # shown: the spec's columns plus extra columns that have data
     rows: list[Row]
-    ignored: dict[str, int] = field(default_factory=dict)   # tag -> records of this table's tasks not shown
+    ignored: dict[str, int] = field(default_factory=dict)   # variant -> records of this table's tasks not shown
+    attention: dict[str, str] = field(default_factory=dict)  # record path -> why its cells are marked
+    rejected: list[tuple[Path, str]] = field(default_factory=list)  # files of this table's tasks left out
 
     def section(self, name: str) -> list[Row]:
         return [r for r in self.rows if r.section == name]
@@ -110,6 +116,8 @@ class Builder:
         self.methods = available_methods() if methods is None else methods
         self.paper = load_paper_table(spec.paper, paper_root) if spec.paper else None
         self.by_key = {c.key: c for c in (*spec.columns, *spec.extra_columns)}
+        self.attention: dict[str, str] = {}
+        self.marked: list[str] = []  # paths behind the cell being built that need a mark
 
     # --- ours: one column for one row -------------------------------------------------
     def values(self, col: Column, sel: Selector, relative: bool = True) -> tuple[dict[int, float], list[Record]]:
@@ -119,6 +127,8 @@ class Builder:
         for src in col.sources:
             group = self.index.get(src.task, sel.model, sel.method, rank, sel.tag)
             got = {seed: v for seed, rec in group.items() if (v := source_value(src, rec)) is not None}
+            if got and src.metric is not None:
+                self._note_lacking(src.metric, group, got)
             if got:
                 vals, recs = got, [group[s] for s in sorted(got)]
                 break
@@ -141,12 +151,24 @@ class Builder:
             recs = recs + [r for r in ref_recs if r.path not in {x.path for x in recs}]
         return vals, recs
 
+    def _note_lacking(self, metric: str, group: dict[int, Record], got: dict[int, float]) -> None:
+        for seed, rec in group.items():
+            if seed not in got and rec.data["status"] == "ok":
+                self.attention[str(rec.path)] = (f"no metric '{metric}' (it has: {', '.join(rec.data['metrics']) or 'none'}), "
+                                                 f"unlike seed(s) {', '.join(map(str, sorted(got)))}")
+                self.marked.append(str(rec.path))
+
     def row(self, section: str, label: str, sel: Selector, paper_row: PaperRow | None, paper_model: str | None,
             columns: list[Column]) -> Row:
         cells, recs = {}, {}
         for col in columns:
+            self.marked = []
             vals, rs = self.values(col, sel)
-            cells[col.key] = Stat(vals)
+            for r in rs:
+                if r.flag:
+                    self.attention[str(r.path)] = r.flag
+                    self.marked.append(str(r.path))
+            cells[col.key] = Stat(vals, bool(vals) and bool(self.marked))
             for r in rs:
                 recs[str(r.path)] = r
         available = sel.method in self.methods or bool(recs)
@@ -200,7 +222,12 @@ class Builder:
                 rows.append(row)
 
         shown = list(spec.columns) + [c for c in spec.extra_columns if any(r.cells[c.key].n for r in rows)]
-        return Table(spec, self.paper, shown, rows, ignored)
+        for group in (g for k, g in self.index.groups.items() if k[0] in spec.tasks and k[4] in tags):
+            for rec in group.values():  # e.g. a diverged run: no metrics, so no cell, but listed
+                if rec.flag:
+                    self.attention.setdefault(str(rec.path), rec.flag)
+        rejected = [(p, why) for p, why in self.index.rejected if set(spec.tasks) & set(Path(p).parts)]
+        return Table(spec, self.paper, shown, rows, ignored, dict(sorted(self.attention.items())), rejected)
 
 
 def build_table(spec: TableSpec, specs: Specs, index: RecordIndex, methods: set[str] | None = None,

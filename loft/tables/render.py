@@ -7,9 +7,10 @@ from pathlib import Path
 from loft.tables.build import Row, Stat, Table
 from loft.tables.spec import Column, Specs
 
-MISSING, NOT_AVAILABLE = "—", "n/a"
+MISSING, NOT_AVAILABLE, MARK = "—", "n/a", "‡"
 LEGEND = ("Cells: **ours (paper)**. Ours is the mean ± sample std over seeds when there are several; "
           "'—' = no record yet (or no number in the paper), 'n/a' = method not in this runner; "
+          f"{MARK} = rests on a run that did not end ok, skipped steps or lacks a seed's metric (listed below); "
           "Δ = ours − paper.")
 
 
@@ -32,7 +33,7 @@ def ours_text(row: Row, col: Column, places: int) -> str:
     if stat.mean is None:
         return MISSING if row.available else NOT_AVAILABLE
     text = fmt(stat.mean, col, places)
-    return text + (f" ± {stat.std:.{places}f}" if stat.std is not None else "")
+    return text + (f" ± {stat.std:.{places}f}" if stat.std is not None else "") + (MARK if stat.flagged else "")
 
 
 def paper_text(table: Table, row: Row, col: Column) -> str | None:
@@ -71,9 +72,10 @@ def run_links(row: Row, out_dir: Path) -> str:
     for rec in row.records:
         parts = [("r" if k == "rank" else "") + str(rec.data.get(k)) for k in varying]
         name = "/".join(parts) + (":" if parts else "") + f"s{rec.seed}" + ("†" if rec.data.get("notes") else "")
+        name += MARK if rec.flag else ""
         rel = os.path.relpath(rec.path, out_dir)
-        digest = rec.data.get("config_hash")
-        links.append(f"[{name}]({rel}" + (f' "config {digest}"' if digest else "") + ")")
+        title = f"config {rec.data['config_hash']}" + (f", variant {rec.data['variant']}" if rec.data["variant"] else "")
+        links.append(f'[{name}]({rel} "{title.replace(chr(34), chr(39))}")')
     return " ".join(links) if links else MISSING
 
 
@@ -146,16 +148,22 @@ def to_markdown(table: Table, specs: Specs, out_dir: Path) -> str:
     run_notes = sorted({n for row in table.rows for rec in row.records for n in rec.data.get("notes") or []})
     if run_notes:  # e.g. trained on a fallback split offline: not the paper's protocol
         lines += ["† Runs whose records carry notes:", ""] + [f"- {n}" for n in run_notes] + [""]
+    if table.attention:
+        lines += [f"{MARK} Runs to look at:", ""] + [f"- `{os.path.relpath(p, out_dir)}`: {why}"
+                                                    for p, why in table.attention.items()] + [""]
+    if table.rejected:
+        lines += ["Record files left out (not valid records):", ""] + [
+            f"- `{os.path.relpath(p, out_dir)}`: {why}" for p, why in table.rejected] + [""]
     if table.ignored:
-        lines += ["Records of this table's tasks with other tags, not shown: " +
-                  ", ".join(f"{t or '(untagged)'} ({n})" for t, n in sorted(table.ignored.items())) + ".", ""]
+        lines += ["Records of this table's tasks in other variants (tag, or overrides beyond the key), not shown: " +
+                  ", ".join(f"{t or '(default)'} ({n})" for t, n in sorted(table.ignored.items())) + ".", ""]
     return "\n".join(lines)
 
 
 # --- LaTeX -------------------------------------------------------------------------------
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$", "—": "---", "×": r"$\times$",
-        "Δ": r"$\Delta$", "↓": r"$\downarrow$", "−": "--", "–": "--"}
+        "Δ": r"$\Delta$", "‡": r"$\ddagger$", "↓": r"$\downarrow$", "−": "--", "–": "--"}
 
 
 def tex(text: str) -> str:

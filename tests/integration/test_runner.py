@@ -122,10 +122,12 @@ def test_cli_sweep_writes_one_record_per_job(runs_dir):
                multirun=True)
     assert out.returncode == 0, out.stderr[-2000:]
     records = {p.relative_to(runs_dir).as_posix() for p in runs_dir.rglob("*.json")}
-    # full has no rank: its two jobs share one key, and the second is skipped
-    assert records == {"matfac/matfac/full/full_seed0.json", "matfac/matfac/lora/r2_seed0.json",
-                       "matfac/matfac/lora/r4_seed0.json", "matfac/matfac/loft/r2_seed0.json",
-                       "matfac/matfac/loft/r4_seed0.json"}
+    # full has no rank: its two jobs share one key, and the second is skipped; the name ends with the
+    # overrides that are not part of the key (the variant)
+    v = "_model.m=48,model.n=32,trainer.max_steps=5.json"
+    assert records == {f"matfac/matfac/full/full_seed0{v}", f"matfac/matfac/lora/r2_seed0{v}",
+                       f"matfac/matfac/lora/r4_seed0{v}", f"matfac/matfac/loft/r2_seed0{v}",
+                       f"matfac/matfac/loft/r4_seed0{v}"}
 
 
 def test_cli_config_error_is_one_line(runs_dir):

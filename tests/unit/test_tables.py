@@ -185,7 +185,7 @@ def test_commonsense_table_reads_per_set_metrics_seeds_and_missing_cells(tmp_pat
     assert "71.00 ± 1.41 (76.08) | -5.08 |" in md                       # avg, paper column and delta
     assert "| — (65.38) |" in md                                          # no LoRA LLaMA-7B run yet
     assert "## Our runs on other models" in md and "| SmolLM2-135M | LoFT r=16 | LLaMA-7B | 30.00 (68.62) |" in md
-    assert "other tags, not shown: latency (1)" in md
+    assert "other variants (tag, or overrides beyond the key), not shown: latency (1)" in md
     for link in re.findall(r"\]\(([^ )]+)", md):                     # every link points at a record
         assert (tmp_path / "tables" / link).resolve().is_file(), link
     assert "[boolq:s0](" in md and "[s0](" in md and "[s1](" in md
