@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,24 @@ def main(cfg: DictConfig) -> None:
         sys.exit(3)
 
 
+def main_one_line_errors() -> None:
+    """Hydra reports a bad value while composing in several lines (or a traceback): say it in one."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from loft.validation import compose_error_line
+
+    asked_full = "HYDRA_FULL_ERROR" in os.environ
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises instead of printing its own report
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        if asked_full:
+            raise
+        print(f"error: {compose_error_line(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
     check_group_choices(sys.argv[1:])
-    main()
+    main_one_line_errors()

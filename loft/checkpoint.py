@@ -8,6 +8,7 @@ replaced atomically, so an interruption at any moment leaves the previous checkp
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_model_state_dict, set_optimizer_state_dict)
 
 from loft.distributed import is_sharded, unwrap
+from loft.errors import DamagedFileError
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -78,7 +80,7 @@ def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = 
 
 def load(path: Path, model, optimizer, scheduler, task=None) -> dict:
     """Restore everything into the live objects (the task's state too); return the saved progress dict."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = _read(path)
     model = unwrap(model)
     if is_sharded(model):
         options = StateDictOptions(full_state_dict=True, strict=False)
@@ -98,4 +100,17 @@ def load(path: Path, model, optimizer, scheduler, task=None) -> dict:
 
 
 def read_checkpoint_hash(path: Path) -> str | None:
-    return torch.load(path, map_location="cpu", weights_only=False)["progress"].get("config_hash")
+    return _read(path)["progress"].get("config_hash")
+
+
+def _read(path: Path) -> dict:
+    """The saved payload; a damaged file (cut short, overwritten) fails naming it and the fix."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(payload, dict) or not isinstance(payload.get("progress"), dict):
+            raise ValueError("not a checkpoint of this runner")
+        return payload
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, AttributeError, ImportError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DamagedFileError(f"cannot read checkpoint {path} ({why}): resume=false starts over "
+                               f"(force=true also retrains a finished run)") from None

@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive non-finite steps; the message names the step, method and last finite loss."""
+
+
+class DamagedFileError(ConfigError):
+    """A checkpoint or record that exists but cannot be read; the message names the file and the fix."""

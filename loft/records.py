@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from loft.errors import DamagedFileError
+
 # Settings that do not change what a run computes, left out of its config hash (dotted paths).
-NON_SEMANTIC_KEYS = ("logger", "paths", "force", "resume", "hydra", "trainer.checkpoint_every", "trainer.stop_after_steps")
+NON_SEMANTIC_KEYS = ("logger", "paths", "force", "resume", "hydra", "trainer.checkpoint_every", "trainer.stop_after_steps",
+                     "model.kind")  # kind: a declaration for the task/model check, implied by model.loader
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "hydra-core", "omegaconf", "wandb", "datasets", "accelerate")
 
 
@@ -96,8 +99,11 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def read_record(path: Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # e.g. a copy cut short
+        raise DamagedFileError(f"cannot read record {path} ({err}): force=true reruns the run and replaces it") from None
 
 
 def columnar(history: list[dict]) -> dict[str, list]:

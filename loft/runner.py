@@ -18,6 +18,7 @@ from loft.errors import ConfigError
 from loft.methods import MethodContext, build_method
 from loft.records import RunKey, columnar, config_hash, git_sha, read_record, versions, write_json_atomic
 from loft.tracking import Tracker
+from loft.validation import check_writable, validate
 from loft.checkpoint import read_checkpoint_hash
 from loft.distributed import init_world, sharding_engine, wrap
 from loft.training import (Checkpointing, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
@@ -56,6 +57,8 @@ def run_key(cfg: DictConfig) -> RunKey:
 def run(cfg: DictConfig) -> dict | None:
     """Train and evaluate one (model, task, method, rank, seed); return its record, or None
     when a finished record with the same config already exists (unless force=true)."""
+    validate(cfg)  # bad values and a task/model mismatch fail here, in one line, before anything is built
+    check_writable(cfg, absolute)
     key = run_key(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     path = absolute(cfg.paths.runs_dir) / key.relative_path()

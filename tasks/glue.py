@@ -304,6 +304,7 @@ class SelectionTask(Task):
 
 
 class GlueTask(SelectionTask):
+    model_kinds = ("seq_cls",)
     name = "glue"
 
     def __init__(self, name: str = "glue_sst2", glue_task: str = "sst2", source: str = "auto",

@@ -37,6 +37,7 @@ def hub_rows_to_raw(rows) -> str:
 
 
 class Wikitext2Task(Task):
+    model_kinds = ("causal_lm",)
     name = "wikitext2"
 
     def __init__(self, name: str = "wikitext2", block_size: int = 1024,
