@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from tasks.base import DataMissingError, ModelBundle, Task
+from tasks.data_files import check_rows, damaged
 
 HUB_DATASET = "nyu-mll/glue"
 
@@ -337,8 +338,16 @@ class GlueTask(SelectionTask):
 
     def _read(self, split: str, data_dir: str):
         path = Path(data_dir) / "glue" / self.spec.folder / f"{split}.tsv"
+        fix = f"python scripts/prepare_data.py glue --only {self.glue_task} --data-dir {data_dir}"
         if self.source != "hub" and path.is_file():
-            return read_glue_tsv(path, self.spec)
+            try:
+                texts, labels = read_glue_tsv(path, self.spec)
+            except (ValueError, UnicodeDecodeError) as err:  # a bad label or header: the file is damaged
+                raise damaged(path, str(err).removeprefix(f"{path}:").strip(), fix) from None
+            first, key = (self.max_train_samples, "task.max_train_samples") if split == "train" else (
+                self.eval_limit, "task.eval_limit")
+            check_rows(path, data_dir, len(texts), fix, first=first, first_key=key)
+            return texts, labels
         why = "hub not tried (source=local)"
         if self.source != "local":
             from loft.models import hub_reachable
@@ -350,7 +359,7 @@ class GlueTask(SelectionTask):
                 except Exception as err:  # e.g. a hub outage: still name the local fix
                     why = f"hub failed: {type(err).__name__}"
         raise DataMissingError(
-            f"{path} not found ({why}). Fix: `python scripts/prepare_data.py glue --data-dir {data_dir}` "
+            f"{path} not found ({why}). Fix: `{fix}` "
             f"(online), or point paths.data_dir at a folder with glue/<Task>/{{train,dev}}.tsv ({OFFLINE_NOTE}).")
 
     def _encode(self, texts, labels, limit) -> dict:
