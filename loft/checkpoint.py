@@ -110,7 +110,7 @@ def _read(path: Path) -> dict:
         if not isinstance(payload, dict) or not isinstance(payload.get("progress"), dict):
             raise ValueError("not a checkpoint of this runner")
         return payload
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, AttributeError, ImportError) as err:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, AttributeError, ImportError) as err:
         why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DamagedFileError(f"cannot read checkpoint {path} ({why}): resume=false starts over "
                                f"(force=true also retrains a finished run)") from None

@@ -338,7 +338,7 @@ class GlueTask(SelectionTask):
 
     def _read(self, split: str, data_dir: str):
         path = Path(data_dir) / "glue" / self.spec.folder / f"{split}.tsv"
-        fix = f"python scripts/prepare_data.py glue --only {self.glue_task} --data-dir {data_dir}"
+        fix = f"python scripts/prepare_data.py glue --data-dir {data_dir}"
         if self.source != "hub" and path.is_file():
             try:
                 texts, labels = read_glue_tsv(path, self.spec)
