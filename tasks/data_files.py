@@ -2,8 +2,9 @@
 
 - `read_json` / `read_jsonl`: a file cut short (or not UTF-8) raises DataCorruptError with the
   line, instead of a JSONDecodeError traceback that names no file.
-- `check_rows`: a file whose row count is known (KNOWN_ROWS, from ../shared/data/SOURCES.md,
-  matching the hub's splits) and differs, e.g. a TSV cut in half, is refused; unless the task
+- `check_rows`: a file whose row count is known and differs, e.g. a TSV cut in half, is refused.
+  Known: the count `scripts/prepare_data.py` stored beside the file (`<file>.rows`), else
+  KNOWN_ROWS (from ../shared/data/SOURCES.md, matching the hub's splits). Unless the task
   reads only its first `first` rows and that is fewer than were read (a cut can only damage
   the last row read). Readers that draw a random subset pass no `first`: the subset of a
   shorter file is a different subset.
@@ -69,14 +70,33 @@ def read_text(path: Path, fix: str) -> str:
         raise damaged(path, str(err), fix) from None
 
 
+def rows_file(path: Path) -> Path:
+    return path.with_name(path.name + ".rows")
+
+
+def write_row_count(path: Path, rows: int) -> None:
+    """Called by the writer of `path` (prepare time), so a later cut is caught for any file."""
+    rows_file(path).write_text(f"{rows}\n", encoding="utf-8")
+
+
+def known_rows(path: Path, data_dir: Path) -> tuple[int, ...] | None:
+    stored = rows_file(path)
+    if stored.is_file():
+        try:
+            return (int(stored.read_text(encoding="utf-8")),)
+        except ValueError:
+            raise damaged(stored, "not a row count", f"rm {stored}") from None
+    try:
+        return KNOWN_ROWS.get(Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix())
+    except ValueError:  # outside the data folder (e.g. task.train_file=/abs/path): nothing known
+        return None
+
+
 def check_rows(path: Path, data_dir: Path, rows: int, fix: str, first: int | None = None,
                first_key: str | None = None) -> None:
     """Refuse `path` when its known row count is not `rows` and the run would read past a cut
     (`first`: the task reads only its first rows, set by the config key `first_key`)."""
-    try:
-        known = KNOWN_ROWS.get(Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix())
-    except ValueError:  # outside the data folder (e.g. task.train_file=/abs/path): nothing known
-        return
+    known = known_rows(path, data_dir)
     if known is None or rows in known or (first is not None and first < rows):
         return
     what = "cut short or a partial copy" if rows < min(known) else "not the published file"

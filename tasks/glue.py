@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from tasks.base import DataMissingError, ModelBundle, Task
-from tasks.data_files import check_rows, damaged
+from tasks.data_files import check_rows, damaged, write_row_count
 
 HUB_DATASET = "nyu-mll/glue"
 
@@ -195,6 +195,7 @@ def write_glue_tsv(path: Path, spec: GlueSpec, texts: list[tuple[str, ...]], lab
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
     tmp.replace(path)
+    write_row_count(path, len(labels))
 
 
 def hub_rows(task: str, split: str) -> tuple[list[tuple[str, ...]], list]:

@@ -18,7 +18,7 @@ from loft.errors import DamagedFileError
 from loft.runner import run
 from loft.training import Interrupted
 from tasks.base import DataCorruptError
-from tasks.glue import GLUE, GlueTask, read_glue_tsv
+from tasks.glue import GLUE, GlueTask, read_glue_tsv, write_glue_tsv
 from tasks.vision_data import read_idx
 from tests.conftest import DATA_DIR, REPO, compose_config
 
@@ -169,3 +169,14 @@ def test_text_corpus_that_is_not_utf8_is_named(tmp_path):
     task = task_from("task=wikitext2", "model=tiny_llama", "task.source=local")
     with pytest.raises(DataCorruptError, match=rf"^{path} is damaged .*prepare_data.py wikitext2"):
         task._read("lm/wiki.test.raw", str(tmp_path))
+
+
+def test_row_count_stored_at_prepare_time_catches_a_cut_of_any_file(tmp_path):
+    path = tmp_path / "glue/QQP/dev.tsv"  # QQP: no count in KNOWN_ROWS; the writer stores one
+    texts = [(f"question {i} a", f"question {i} b") for i in range(40)]
+    write_glue_tsv(path, GLUE["qqp"], texts, [i % 2 for i in range(40)])
+    assert (tmp_path / "glue/QQP/dev.tsv.rows").read_text() == "40\n"
+    assert len(GlueTask(glue_task="qqp")._read("dev", str(tmp_path))[0]) == 40
+    cut(path)
+    with pytest.raises(DataCorruptError, match=r"\(19 rows, expected 40: cut short"):
+        GlueTask(glue_task="qqp")._read("dev", str(tmp_path))
