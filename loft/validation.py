@@ -56,6 +56,7 @@ def validate(cfg) -> None:
     _check(str(cfg.resume).lower() in RESUME, "resume", cfg.resume, ", ".join(RESUME))
     _validate_trainer(cfg.trainer)
     _validate_task_and_model(cfg.task, cfg.model)
+    _validate_scheduler(cfg.trainer)
 
 
 def _validate_trainer(t) -> None:
@@ -79,7 +80,10 @@ def _validate_trainer(t) -> None:
     _int_at_least("trainer.max_bad_steps", t.max_bad_steps, 1)
     _int_at_least("trainer.checkpoint_every", t.checkpoint_every, 0, extra=" (0 = no checkpoints)")
     _int_at_least("trainer.stop_after_steps", t.stop_after_steps, 1, optional=True)
-    from transformers import SchedulerType
+
+
+def _validate_scheduler(t) -> None:
+    from transformers.trainer_utils import SchedulerType  # imports peft, bitsandbytes: checked last
 
     schedulers = [s.value for s in SchedulerType]
     _check(t.scheduler in schedulers, "trainer.scheduler", t.scheduler, ", ".join(schedulers))
@@ -151,6 +155,8 @@ def compose_error_line(err: BaseException) -> str:
         hint = _schema_type(cause.full_key)
         if hint is not None:
             return f"{cause.full_key}={cause.value}: allowed {_describe(hint)}"
+    if err is cause and getattr(err, "full_key", None):  # e.g. an interpolation that does not resolve
+        return f"{err.full_key}: {str(err).strip().splitlines()[0]}"
     text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
     if cause is not None and cause is not err:
         first = str(cause).strip().splitlines()[:1]

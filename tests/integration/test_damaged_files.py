@@ -75,9 +75,10 @@ def test_cli_damaged_record_is_one_line(runs_dir):
     out = subprocess.run([sys.executable, "run.py", "logger=disabled", f"paths.runs_dir={runs_dir}",
                           f"paths.checkpoint_dir={runs_dir.parent / 'ckpt'}", *SMALL_MATFAC, "method=lora"],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and out.stderr.startswith(
-        f"error: cannot read record {path}"), out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    # the last line; importing peft may log a bitsandbytes warning before it, not ours to silence
+    assert lines[-1].startswith(f"error: cannot read record {path}") and len(lines) <= 2, out.stderr
 
 
 # --- data files -------------------------------------------------------------------------------
