@@ -354,6 +354,7 @@ class CommonsenseTask(SupervisedLMTask):
         union = data_dir / self.train_file if self.train_file else None
         if union is not None and union.is_file() and self.source != "hub":
             rows = read_json(union, PREPARE_FIX.format(data_dir=data_dir))
+            check_rows(union, data_dir, len(rows), PREPARE_FIX.format(data_dir=data_dir))  # count stored at prepare
             print(f"[{self.name}] training on {union} ({len(rows)} examples)", file=sys.stderr)
         else:
             for k in self.train_sets:

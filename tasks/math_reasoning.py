@@ -350,6 +350,7 @@ class MathReasoningTask(SupervisedLMTask):
         if self.benchmark == "orca_math":
             if local:
                 rows = read_jsonl(path, fix)
+                check_rows(path, data_dir, len(rows), fix)  # the count prepare_data.py stored, if any
             elif self._hub_ok():
                 rows = load_orca_hub()[0]
             else:
