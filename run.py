@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -36,23 +37,54 @@ def check_group_choices(argv: list[str]) -> None:
 register_resolvers()
 
 
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from omegaconf.errors import OmegaConfBaseException
+
     from loft.errors import ConfigError, TrainingDiverged
+    from loft.validation import compose_error_line, validate
+    from tasks.base import DataMissingError
+
+    try:
+        validate(cfg)  # before the imports below: their warnings would come before the one line
+    except ConfigError as err:
+        fail(str(err))
     from loft.runner import run
     from loft.training import Interrupted
-    from tasks.base import DataMissingError
 
     try:
         run(cfg)
     except (ConfigError, DataMissingError, TrainingDiverged) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(err))
+    except OmegaConfBaseException as err:  # a value that only fails when read (an interpolation)
+        fail(compose_error_line(err))
     except Interrupted as err:  # fault injection: end like a killed process, without a record
         print(f"interrupted: {err}", file=sys.stderr)
         sys.exit(3)
 
 
+def main_one_line_errors() -> None:
+    """Hydra reports a bad value while composing in several lines (or a traceback): say it in one."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from loft.validation import compose_error_line
+
+    asked_full = "HYDRA_FULL_ERROR" in os.environ
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises instead of printing its own report
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        if asked_full:
+            raise
+        fail(compose_error_line(err))
+
+
 if __name__ == "__main__":
     check_group_choices(sys.argv[1:])
-    main()
+    main_one_line_errors()

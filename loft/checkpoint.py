@@ -9,6 +9,7 @@ replaced atomically, so an interruption at any moment leaves the previous checkp
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_model_state_dict, set_optimizer_state_dict)
 
 from loft.distributed import is_sharded, unwrap
-from loft.errors import ConfigError
+from loft.errors import ConfigError, DamagedFileError
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -80,7 +81,7 @@ def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = 
 
 def load(path: Path, model, optimizer, scheduler, callbacks=None) -> dict:
     """Restore everything into the live objects (the callbacks' states too); return the saved progress dict."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = _read(path)
     if payload.get("task"):  # selection state of the task era: its candidates are unknown
         raise ConfigError(f"{path} predates checkpoint selection in the training loop and cannot be resumed "
                           f"exactly; resume=false starts this run over")
@@ -104,4 +105,17 @@ def load(path: Path, model, optimizer, scheduler, callbacks=None) -> dict:
 
 def read_checkpoint_progress(path: Path) -> dict:
     """The saved progress (step, config_hash, git_sha, ...) without restoring anything."""
-    return torch.load(path, map_location="cpu", weights_only=False)["progress"]
+    return _read(path)["progress"]
+
+
+def _read(path: Path) -> dict:
+    """The saved payload; a damaged file (cut short, overwritten) fails naming it and the fix."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(payload, dict) or not isinstance(payload.get("progress"), dict):
+            raise ValueError("not a checkpoint of this runner")
+        return payload
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, AttributeError, ImportError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DamagedFileError(f"cannot read checkpoint {path} ({why}): resume=false starts over "
+                               f"(force=true also retrains a finished run)") from None

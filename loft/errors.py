@@ -16,3 +16,7 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message: str, result=None):
         super().__init__(message)
         self.result = result
+
+
+class DamagedFileError(ConfigError):
+    """A checkpoint or record that exists but cannot be read; the message names the file and the fix."""

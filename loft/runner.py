@@ -19,12 +19,13 @@ import transformers
 from omegaconf import DictConfig, OmegaConf
 
 from loft import schema
-from loft.errors import ConfigError, TrainingDiverged
+from loft.errors import ConfigError, DamagedFileError, TrainingDiverged
 from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
 from loft.variant import variant_of
 from loft.records import RunKey, columnar, config_hash, git_sha, versions, write_json_atomic
 from loft.tracking import Tracker
+from loft.validation import check_writable, validate
 from loft.checkpoint import read_checkpoint_progress
 from loft.distributed import init_world, sharding_engine, wrap
 from loft.train.callbacks import Callbacks
@@ -73,6 +74,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict | None:
     `overrides` not part of the key; default: the Hydra job's); return its record, or None when a
     finished record with the same config already exists (unless force=true). One process per
     record name: a second one refuses at start (RunLocked)."""
+    validate(cfg)  # bad values and a task/model mismatch fail here, in one line, before anything is built
+    check_writable(cfg, absolute)
     tag = cfg.get("tag") or ""
     if "/" in tag:
         raise ConfigError(f"tag={tag} must not contain '/'; it becomes part of a file name")
@@ -91,7 +94,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
         try:
             existing = schema.read(path)
         except schema.RecordError as err:
-            raise ConfigError(f"{path} is not a valid record ({err}); force=true replaces it") from None
+            raise DamagedFileError(f"cannot read record {path} ({err}): force=true reruns the run and replaces it") from None
         if existing["config_hash"] != digest:
             raise ConfigError(f"{path} holds this run with a different config; force=true replaces it, tag=NAME keeps both")
         print(f"skip: {path} is finished (status {existing['status']}; force=true reruns it)")

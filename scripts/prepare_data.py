@@ -21,6 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
+from tasks.data_files import write_row_count  # noqa: E402  (the row count a task checks the file against)
+
 
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,11 +34,13 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, rows: list) -> None:
     write_text(path, json.dumps(rows, indent=4, ensure_ascii=False) + "\n")  # LLM-Adapters' own layout
+    write_row_count(path, len(rows))
     print(f"  {len(rows):,} rows")
 
 
 def write_jsonl(path: Path, rows: list) -> None:
     write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_row_count(path, len(rows))
     print(f"  {len(rows):,} rows")
 
 

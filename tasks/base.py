@@ -21,6 +21,10 @@ class DataMissingError(FileNotFoundError):
     """A data file the task needs is absent; the message names the prepare command."""
 
 
+class DataCorruptError(DataMissingError):
+    """A data file is there but damaged (unreadable, or cut short); the message names it and the fix."""
+
+
 @dataclass
 class ModelBundle:
     """What a model loader returns: the module, its tokenizer (or None) and the default
@@ -37,6 +41,7 @@ class Task:
     """Base class. Subclasses set `name` and implement the four methods below."""
 
     name: str = "task"
+    model_kinds: tuple[str, ...] = ()  # the conf/model `kind`s it trains (loft/validation.py refuses others)
     notes: list[str]  # a subclass that notes sets it in __init__; the runner copies it into the record
 
     def _note(self, text: str) -> None:

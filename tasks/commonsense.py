@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.base import DataMissingError, ModelBundle, Task
+from tasks.data_files import check_rows, read_json
 from tasks.generation import GenerationSettings, SupervisedData, SupervisedLMTask, Timer, alpaca_prompt, generate
 
 PREPARE_FIX = "python scripts/prepare_data.py commonsense --data-dir {data_dir}"
@@ -333,7 +334,13 @@ class CommonsenseTask(SupervisedLMTask):
         s = SETS[set_key]
         path = data_dir / "commonsense" / s.folder / f"{split}.json"
         if self.source != "hub" and path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
+            fix = PREPARE_FIX.format(data_dir=data_dir)
+            rows = read_json(path, fix)
+            if split == "train":  # task.max_train_samples draws a random subset: every row counts
+                check_rows(path, data_dir, len(rows), fix)
+            else:
+                check_rows(path, data_dir, len(rows), fix, first=self.eval_limit, first_key="task.eval_limit")
+            return rows
         if self._hub_ok():
             return load_hub_split(set_key, s.hub_train if split == "train" else s.hub_eval)
         return None
@@ -346,7 +353,8 @@ class CommonsenseTask(SupervisedLMTask):
         rows: list[dict] = []
         union = data_dir / self.train_file if self.train_file else None
         if union is not None and union.is_file() and self.source != "hub":
-            rows = json.loads(union.read_text(encoding="utf-8"))
+            rows = read_json(union, PREPARE_FIX.format(data_dir=data_dir))
+            check_rows(union, data_dir, len(rows), PREPARE_FIX.format(data_dir=data_dir))  # count stored at prepare
             print(f"[{self.name}] training on {union} ({len(rows)} examples)", file=sys.stderr)
         else:
             for k in self.train_sets:

@@ -275,6 +275,7 @@ class SupervisedLMTask(Task):
     """Shared half of the generative LM tasks (commonsense, math, code): training on a
     `SupervisedData` in `self.train_data` with the causal-LM loss, and notes that end up in
     the run record (partial offline data, missing sets) as well as on stderr (`Task._note`)."""
+    model_kinds = ("causal_lm",)
 
     def num_train_examples(self) -> int:
         return len(self.train_data)

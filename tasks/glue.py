@@ -41,6 +41,7 @@ import torch
 
 from loft.train.selection import HalfSplit
 from tasks.base import DataMissingError, ModelBundle, Task
+from tasks.data_files import check_rows, damaged, write_row_count
 
 HUB_DATASET = "nyu-mll/glue"
 
@@ -197,6 +198,7 @@ def write_glue_tsv(path: Path, spec: GlueSpec, texts: list[tuple[str, ...]], lab
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
     tmp.replace(path)
+    write_row_count(path, len(labels))
 
 
 def hub_rows(task: str, split: str) -> tuple[list[tuple[str, ...]], list]:
@@ -226,6 +228,7 @@ class SelectionTask(Task):
 
 
 class GlueTask(SelectionTask):
+    model_kinds = ("seq_cls",)
     name = "glue"
 
     def __init__(self, name: str = "glue_sst2", glue_task: str = "sst2", source: str = "auto",
@@ -257,8 +260,16 @@ class GlueTask(SelectionTask):
 
     def _read(self, split: str, data_dir: str):
         path = Path(data_dir) / "glue" / self.spec.folder / f"{split}.tsv"
+        fix = f"python scripts/prepare_data.py glue --data-dir {data_dir}"
         if self.source != "hub" and path.is_file():
-            return read_glue_tsv(path, self.spec)
+            try:
+                texts, labels = read_glue_tsv(path, self.spec)
+            except (ValueError, UnicodeDecodeError) as err:  # a bad label or header: the file is damaged
+                raise damaged(path, str(err).removeprefix(f"{path}:").strip(), fix) from None
+            first, key = (self.max_train_samples, "task.max_train_samples") if split == "train" else (
+                self.eval_limit, "task.eval_limit")
+            check_rows(path, data_dir, len(texts), fix, first=first, first_key=key)
+            return texts, labels
         why = "hub not tried (source=local)"
         if self.source != "local":
             from loft.models import hub_reachable
@@ -270,7 +281,7 @@ class GlueTask(SelectionTask):
                 except Exception as err:  # e.g. a hub outage: still name the local fix
                     why = f"hub failed: {type(err).__name__}"
         raise DataMissingError(
-            f"{path} not found ({why}). Fix: `python scripts/prepare_data.py glue --data-dir {data_dir}` "
+            f"{path} not found ({why}). Fix: `{fix}` "
             f"(online), or point paths.data_dir at a folder with glue/<Task>/{{train,dev}}.tsv ({OFFLINE_NOTE}).")
 
     def _encode(self, texts, labels, limit) -> dict:

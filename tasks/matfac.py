@@ -31,6 +31,7 @@ class MatFacModel(torch.nn.Module):
 
 
 class MatFacTask(Task):
+    model_kinds = ("matrix",)
     def __init__(self, name: str = "matfac", target_rank: int = 8, target_seed: int = 1234,
                  full_ft_reference: dict | None = None, max_train_samples=None, eval_limit=None):
         self.name = name

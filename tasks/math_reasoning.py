@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.base import DataMissingError, ModelBundle, Task
+from tasks.data_files import check_rows, read_json, read_jsonl
 from tasks.generation import GenerationSettings, SupervisedData, SupervisedLMTask, Timer, generate
 
 # --- prompts ---------------------------------------------------------------------------
@@ -284,15 +285,8 @@ def extract_last_number_or_ratio(s: str) -> str | None:
 
 # --- data ------------------------------------------------------------------------------
 
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def read_json_or_jsonl(path: Path) -> list[dict]:
-    if path.suffix == ".jsonl":
-        return read_jsonl(path)
-    return json.loads(path.read_text(encoding="utf-8"))
+def read_json_or_jsonl(path: Path, fix: str) -> list[dict]:
+    return read_jsonl(path, fix) if path.suffix == ".jsonl" else read_json(path, fix)
 
 
 def orca_split(rows: list, seed: int = 42, tail: int = 5000, n_eval: int = 500) -> tuple[list[int], list[int]]:
@@ -352,16 +346,19 @@ class MathReasoningTask(SupervisedLMTask):
     def _train_rows(self, data_dir: Path) -> list[tuple[str, str]] | None:
         path = data_dir / self.train_file
         local = self.source != "hub" and path.is_file()
+        fix = FIXES["orca_math" if self.benchmark == "orca_math" else "metamathqa"].format(data_dir=data_dir)
         if self.benchmark == "orca_math":
             if local:
-                rows = read_jsonl(path)
+                rows = read_jsonl(path, fix)
+                check_rows(path, data_dir, len(rows), fix)  # the count prepare_data.py stored, if any
             elif self._hub_ok():
                 rows = load_orca_hub()[0]
             else:
                 return None
             return [(ORCA_PROMPT.format(question=r["question"]), r["answer"]) for r in rows]
         if local:
-            rows = read_json_or_jsonl(path)
+            rows = read_json_or_jsonl(path, fix)
+            check_rows(path, data_dir, len(rows), fix)  # e.g. train_file=gsm8k/train.jsonl
         elif self._hub_ok():
             import datasets
 
@@ -369,8 +366,11 @@ class MathReasoningTask(SupervisedLMTask):
         elif self.benchmark == "gsm8k" and (data_dir / "gsm8k/train.jsonl").is_file():
             self._note(f"{path} not found: training on GSM8K's train split rewritten in MetaMathQA style "
                        f"(not MetaMathQA). Fix: `{FIXES['metamathqa'].format(data_dir=data_dir)}` (online).")
+            gsm8k, fix = data_dir / "gsm8k/train.jsonl", FIXES["gsm8k"].format(data_dir=data_dir)
+            rows = read_jsonl(gsm8k, fix)
+            check_rows(gsm8k, data_dir, len(rows), fix)  # task.max_train_samples draws a random subset
             return [(METAMATH_PROMPT.format(instruction=r["question"]), gsm8k_to_metamath(r["answer"]) + "\n")
-                    for r in read_jsonl(data_dir / "gsm8k/train.jsonl")]
+                    for r in rows]
         else:
             return None
         if self.train_types:
@@ -380,7 +380,10 @@ class MathReasoningTask(SupervisedLMTask):
     def _eval_rows(self, data_dir: Path) -> list[dict] | None:
         path = data_dir / self.eval_file
         if self.source != "hub" and path.is_file():
-            return read_json_or_jsonl(path)
+            fix = FIXES[self.benchmark].format(data_dir=data_dir)
+            rows = read_json_or_jsonl(path, fix)
+            check_rows(path, data_dir, len(rows), fix, first=self.eval_limit, first_key="task.eval_limit")
+            return rows
         if not self._hub_ok():
             return None
         import datasets

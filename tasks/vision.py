@@ -52,6 +52,7 @@ FASHION_MNIST_FIX = "apt-get install -y dataset-fashion-mnist"
 class ImageClassificationTask(SelectionTask):
     """Shared by every image task: a subclass provides `load_split(role, data_dir)` for
     role "train" or "eval", returning an ImageSource."""
+    model_kinds = ("image_cls",)
 
     name = "image"
 

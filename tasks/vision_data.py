@@ -23,6 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tasks.data_files import damaged
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -116,18 +118,25 @@ def random_subset(source: ImageSource, limit: int | None, seed: int = 0) -> Imag
 
 # --- IDX (MNIST / Fashion-MNIST) -------------------------------------------------------
 
-def read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path, fix: str = "re-create the file") -> np.ndarray:
     """An IDX file (gzipped or not): magic 0x0000 08 <ndim>, big-endian dims, uint8 data."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile) as err:  # a gzip file cut short
+        raise damaged(path, str(err), fix) from None
+    if len(data) < 4:
+        raise damaged(path, f"{len(data)} bytes", fix)
     zero, dtype, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {data[:4].hex()})")
+        raise damaged(path, f"not an unsigned-byte IDX file (magic {data[:4].hex()})", fix)
+    if len(data) < 4 + 4 * ndim:
+        raise damaged(path, f"{len(data)} bytes, shorter than its header", fix)
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: {array.size} bytes of data for shape {shape}")
+        raise damaged(path, f"{array.size} bytes of data for shape {shape}", fix)
     return array.reshape(shape)
 
 
@@ -139,7 +148,8 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 
 def fashion_mnist(folder: Path, split: str) -> ArraySource:
     images, labels = (folder / name for name in FASHION_MNIST_FILES[split])
-    return ArraySource(read_idx(images), read_idx(labels))
+    fix = "apt-get install --reinstall -y dataset-fashion-mnist"
+    return ArraySource(read_idx(images, fix), read_idx(labels, fix))
 
 
 # --- local layouts ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tasks.base import DataMissingError, ModelBundle, Task
+from tasks.data_files import read_text
 
 HUB_DATASET = ("wikitext", "wikitext-2-raw-v1")
 OFFLINE_TRAIN = "lm/wikitext2_tok_valid.txt"  # pytorch/examples' tokenised validation split
@@ -37,6 +38,7 @@ def hub_rows_to_raw(rows) -> str:
 
 
 class Wikitext2Task(Task):
+    model_kinds = ("causal_lm",)
     name = "wikitext2"
 
     def __init__(self, name: str = "wikitext2", block_size: int = 1024,
@@ -73,8 +75,9 @@ class Wikitext2Task(Task):
 
     def _read(self, rel: str, data_dir: str) -> str:
         path = Path(data_dir) / rel
+        fix = f"python scripts/prepare_data.py wikitext2 --data-dir {data_dir}"
         if self.source != "hub" and path.is_file():
-            return path.read_text(encoding="utf-8")
+            return read_text(path, fix)
         split = HUB_SPLITS.get(Path(rel).name)
         why = "not a WikiText-2 split" if split is None else "hub not tried (source=local)"
         if self.source != "local" and split is not None:
@@ -90,7 +93,7 @@ class Wikitext2Task(Task):
                     why = f"hub failed: {type(err).__name__}"
         raise DataMissingError(
             f"{path} not found ({why}). "
-            f"Fix: `python scripts/prepare_data.py wikitext2 --data-dir {data_dir}` (online), or "
+            f"Fix: `{fix}` (online), or "
             f"point task.train_file/eval_file at a local corpus (offline only the test split "
             f"exists, {Path(data_dir) / 'lm/wiki.test.raw'}; e.g. task.train_file=lm/tinyshakespeare.txt)."
         )

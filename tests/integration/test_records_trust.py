@@ -138,6 +138,6 @@ def test_an_invalid_record_under_the_name_is_refused_not_overwritten(tmp_path):
     path = tmp_path.joinpath("runs", *LOFT_DIR, "r4_seed0.json")
     path.parent.mkdir(parents=True)
     path.write_text('{"task": ')
-    with pytest.raises(ConfigError, match=r"r4_seed0.json is not a valid record \(unreadable: .*\); force=true replaces it"):
+    with pytest.raises(ConfigError, match=r"cannot read record .*r4_seed0.json \(unreadable: .*\): force=true reruns the run and replaces it"):
         run(compose_config(*SMALL_MATFAC, "method=loft", *_dirs(tmp_path)))
     assert path.read_text() == '{"task": '
