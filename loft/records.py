@@ -18,7 +18,8 @@ from importlib import metadata
 from pathlib import Path
 
 # Settings that do not change what a run computes, left out of its config hash (dotted paths).
-NON_SEMANTIC_KEYS = ("logger", "paths", "force", "resume", "hydra", "trainer.checkpoint_every", "trainer.stop_after_steps")
+NON_SEMANTIC_KEYS = ("logger", "paths", "force", "resume", "hydra", "trainer.checkpoint_every", "trainer.stop_after_steps",
+                     "trainer.save_adapter")
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "hydra-core", "omegaconf", "wandb", "datasets", "accelerate")
 
 

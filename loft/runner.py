@@ -14,6 +14,7 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
+from loft import adapters
 from loft.errors import ConfigError
 from loft.methods import MethodContext, build_method
 from loft.records import RunKey, columnar, config_hash, git_sha, read_record, versions, write_json_atomic
@@ -59,7 +60,7 @@ def run(cfg: DictConfig) -> dict | None:
     key = run_key(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     path = absolute(cfg.paths.runs_dir) / key.relative_path()
-    digest = config_hash(config, ignore=("rank",) if key.rank is None else ())  # full FT: rank is moot
+    digest = config_hash(config, ignore=(("rank",) if key.rank is None else ()) + adapters.hash_ignores(cfg))  # full FT: rank is moot
     if path.exists() and not cfg.force:
         existing = read_record(path)
         if existing.get("config_hash") != digest:
@@ -67,6 +68,7 @@ def run(cfg: DictConfig) -> dict | None:
         print(f"skip: {path} is finished (force=true reruns it)")
         return None
 
+    adapter_from = adapters.source(cfg)  # model.adapter=PATH, checked against this run before anything is built
     transformers.set_seed(int(cfg.seed))
     world, world_device = init_world()
     device = world_device or resolve_device(cfg.trainer.device)
@@ -80,8 +82,10 @@ def run(cfg: DictConfig) -> dict | None:
     micro = micro_batch_size(cfg.trainer, world.size)
     ctx = MethodContext(int(cfg.rank), hp, bundle.target_modules, bundle.head_modules,
                         total_steps(cfg.trainer, task.num_train_examples()),
-                        lambda n: itertools.islice(task.train_batches(micro, 0, int(cfg.seed)), n), task.loss)
+                        lambda n: itertools.islice(task.train_batches(micro, 0, int(cfg.seed)), n), task.loss,
+                        adapter_path=adapter_from)
     method = build_method(cfg.method, bundle.model, ctx, parallel=lambda m: wrap(m, world))
+    saver = adapters.Saver(cfg, method.model, bundle.head_modules) if cfg.trainer.save_adapter and world.is_main else None
 
     tracker = Tracker(cfg.logger, key.run_id(), str(key.relative_path().with_suffix("")), config,
                       group=f"{key.task}/{key.model}", enabled=world.is_main)
@@ -90,6 +94,9 @@ def run(cfg: DictConfig) -> dict | None:
     result = train(method.train_model, method.optimizer, task, cfg.trainer, int(cfg.seed), cfg.method.name,
                    tracker.log, after_step=method.after_step, ckpt=ckpt, world=world)
     metrics = task.evaluate(method.model)  # every rank holds the same weights; only rank 0 writes
+    # after evaluate: model selection may have restored the weights the metrics describe
+    adapter = saver.save(adapters.folder_for(path, absolute(cfg.paths.runs_dir), absolute(cfg.paths.adapters_dir)),
+                         path, config) if saver else None
     record = {
         "task": key.task, "model": key.model, "method": key.method, "rank": key.rank, "seed": key.seed,
         "tag": key.tag,
@@ -106,6 +113,7 @@ def run(cfg: DictConfig) -> dict | None:
         "effective_batch_size": cfg.trainer.batch_size,
         "micro_batch_size": micro, "accumulation_steps": accumulation_steps(cfg.trainer, world.size),
         "method_info": method.info,
+        "adapter": adapter,  # {path, format, sha256} of results/adapters/<record name>/, or None
         "notes": list(getattr(task, "notes", [])),  # e.g. a partial offline union, a missing eval set
         "versions": versions(), "git_sha": git_sha(),
         "config": config, "config_hash": digest,
@@ -113,6 +121,8 @@ def run(cfg: DictConfig) -> dict | None:
     }
     if world.is_main:
         write_json_atomic(path, record)
+        if adapter:
+            tracker.log_adapter(Path(adapter["path"]), adapter["sha256"])
         tracker.finish({f"eval/{k}": v for k, v in metrics.items()})
         print(f"record: {path}\nmetrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
     return record
