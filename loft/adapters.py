@@ -170,7 +170,7 @@ def _save_initial(model, path: Path) -> None:
     init = config.init_lora_weights
     config.init_lora_weights = True
     try:
-        model.save_pretrained(str(path))
+        model.save_pretrained(str(path), save_embedding_layers=False)
     finally:
         config.init_lora_weights = init
 
