@@ -123,6 +123,11 @@ class Saver:
         if self.format is None:
             print(f"note: method={self.cfg.method.name} has no adapter to save (adapter kind {self.kind})")
             return None
+        from loft.distributed import sharding_engine
+
+        if sharding_engine():  # the shards live on every rank; the checkpoint gathers them, this does not
+            print(f"note: no adapter saved under {sharding_engine().upper()}; run without sharding to save one")
+            return None
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         try:
@@ -135,7 +140,7 @@ class Saver:
             # rank: the run's (PiSSA-like conversions save 2r in adapter_config.json)
             info = {"format": self.format, "rank": int(self.cfg.rank), "converted": self.initial is not None,
                     "peft_config": self.cfg.method.adapter.get("config"), "method": self.cfg.method.name,
-                    "task": self.cfg.task.name, "base": base_identity(self.cfg.model), "record": str(record_path),
+                    "task": self.cfg.task.name, "base": base_identity(self.cfg.model), "record": _portable(record_path),
                     "head_modules": self.head_modules, "config": config}
             (tmp / RUN_INFO).write_text(json.dumps(info, indent=1, default=str))
             os.chmod(tmp, 0o755)  # mkdtemp makes it private; results are meant to be shared
@@ -146,7 +151,7 @@ class Saver:
             shutil.rmtree(tmp, ignore_errors=True)
             if self.initial is not None:
                 shutil.rmtree(self.initial.parent, ignore_errors=True)
-        return {"path": str(folder), "format": self.format, "sha256": digest(folder)}
+        return {"path": _portable(folder), "format": self.format, "sha256": digest(folder)}
 
     def _save_peft(self, tmp: Path) -> None:
         config = self.model.peft_config["default"]
@@ -155,6 +160,13 @@ class Saver:
         kwargs = {"path_initial_model_for_weight_conversion": str(self.initial)} if self.initial else {}
         # save_embedding_layers=False: no vocabulary is resized here, and "auto" looks the base up on the hub
         self.model.save_pretrained(str(tmp), save_embedding_layers=False, **kwargs)
+
+
+def _portable(path: Path) -> str:
+    """Relative to the repository when inside it (records travel with the repo), else absolute."""
+    from loft.runner import REPO
+
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _mutates_base(model) -> bool:
