@@ -30,10 +30,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from loft.distributed import sharding_engine
 from loft.errors import ConfigError
 
 RUN_INFO = "run_info.json"
-FORMATS = {"peft": "peft", "loft_orth": "loft_orth"}   # adapter kind -> saved format
+FORMATS = ("peft", "loft_orth")  # the adapter kinds that save (the format is named after the kind)
 MUTATING_INITS = ("pissa", "olora", "corda", "lora_ga")  # PEFT inits that rewrite the base weights
 
 
@@ -84,7 +85,7 @@ def source(cfg: DictConfig) -> Path | None:
                           f"results/adapters/ (the record's 'adapter.path')")
     info = read_info(path)
     kind = cfg.method.adapter.kind
-    if FORMATS.get(kind) != info["format"]:
+    if kind != info["format"]:
         raise ConfigError(f"model.adapter={value} holds a {info['format']} adapter but method={cfg.method.name} "
                           f"builds {kind}; use a method of the same family")
     if info.get("peft_config") and info["peft_config"] != cfg.method.adapter.get("config"):
@@ -101,6 +102,9 @@ def source(cfg: DictConfig) -> Path | None:
         if diff:
             raise ConfigError(f"model.adapter={value} belongs to another base model ({', '.join(f'{k}={saved.get(k)}' for k in diff)}); "
                               f"this run has {', '.join(f'model.{k}={here[k]}' for k in diff)}")
+    if info.get("method") and info["method"] != cfg.method.name:
+        print(f"note: model.adapter={value} was trained by method={info['method']}; its saved adapter config defines "
+              f"the adapter, method={cfg.method.name} only the optimizer")
     return path
 
 
@@ -110,23 +114,21 @@ class Saver:
 
     def __init__(self, cfg: DictConfig, model: torch.nn.Module, head_modules: list[str]):
         self.cfg, self.model, self.head_modules = cfg, model, list(head_modules)
-        self.kind = cfg.method.adapter.kind
-        self.format = FORMATS.get(self.kind)
+        self.format = cfg.method.adapter.kind
+        self.skip = None if self.format in FORMATS else \
+            f"method={cfg.method.name} has no adapter to save (adapter kind {self.format})"
+        if sharding_engine():  # the shards live on every rank; the checkpoint gathers them, this does not
+            self.skip = f"no adapter saved under {sharding_engine().upper()}; run without sharding to save one"
         self.initial: Path | None = None
-        if self.format == "peft" and _mutates_base(model) and not cfg.model.get("adapter"):
+        if not self.skip and self.format == "peft" and _mutates_base(model) and not cfg.model.get("adapter"):
             self.initial = Path(tempfile.mkdtemp(prefix="loft-initial-adapter-")) / "initial"
             _save_initial(model, self.initial)
 
     def save(self, folder: Path, record_path: Path, config: dict) -> dict | None:
         """Write the adapter to `folder` (replacing an older one at once) and return the record's
         `adapter` entry, or None for methods without an adapter (full fine-tuning, VPT, Houlsby)."""
-        if self.format is None:
-            print(f"note: method={self.cfg.method.name} has no adapter to save (adapter kind {self.kind})")
-            return None
-        from loft.distributed import sharding_engine
-
-        if sharding_engine():  # the shards live on every rank; the checkpoint gathers them, this does not
-            print(f"note: no adapter saved under {sharding_engine().upper()}; run without sharding to save one")
+        if self.skip:
+            print(f"note: {self.skip}")
             return None
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))

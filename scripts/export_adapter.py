@@ -50,6 +50,9 @@ def main(argv=None) -> int:
         upload = folder
         if args.merge:
             model, tokenizer = adapters.merged(folder, args.device)
+            if not hasattr(model, "save_pretrained"):  # e.g. the matfac problem's bare W
+                raise ConfigError(f"the merged {type(model).__name__} is not a transformers model; --merge writes "
+                                  f"transformers folders only (the adapter in {folder} loads with PEFT as it is)")
             model.save_pretrained(args.merge)
             if tokenizer is not None:
                 tokenizer.save_pretrained(args.merge)
