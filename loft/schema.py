@@ -20,6 +20,8 @@ Fields beyond the contract's (task, model, method, rank, seed, metrics, config, 
 - `resumed_from`: null, or {step, git_sha} of the checkpoint the run continued.
 - `selection` (runs with checkpoint selection only): {every, examples, selected_step, candidates}
   from loft/train/selection.py.
+- `adapter`: null, or {path, format, sha256} of the trained adapter saved under paths.adapters_dir
+  (loft/adapters.py).
 
 A record is rejected (listed with the reason, left out of tables) when it fails these checks,
 when its fields disagree with its path, or when it shares its key with another record.

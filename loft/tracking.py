@@ -22,6 +22,15 @@ class Tracker:
         if self.run is not None:
             self.run.log(metrics, step=step)
 
+    def log_adapter(self, folder, sha256: str) -> None:
+        """The saved adapter as a W&B model artifact (offline: kept in the run, `wandb sync` uploads it)."""
+        if self.run is not None:
+            import wandb
+
+            artifact = wandb.Artifact(f"adapter-{self.run.id}", type="model", metadata={"sha256": sha256})
+            artifact.add_dir(str(folder))
+            self.run.log_artifact(artifact)
+
     def finish(self, summary: dict) -> None:
         if self.run is not None:
             self.run.summary.update(summary)

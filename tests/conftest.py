@@ -24,6 +24,10 @@ def compose_config(*overrides: str, runs_dir: Path | None = None) -> DictConfig:
     extra = ["logger=disabled", f"paths.data_dir={DATA_DIR}"]
     if runs_dir is not None:
         extra.append(f"paths.runs_dir={runs_dir}")
+    if not any(o.startswith("trainer.save_adapter=") for o in overrides):
+        extra.append("trainer.save_adapter=false")  # tests that check adapters turn it on
+    if not any(o.startswith("paths.adapters_dir=") for o in overrides):
+        extra.append(f"paths.adapters_dir={tempfile.mkdtemp(prefix='loft-adapters-')}")
     if not any(o.startswith("paths.checkpoint_dir=") for o in overrides):
         # never share the repo's checkpoint folder: resume=auto would continue another test's run
         extra.append(f"paths.checkpoint_dir={tempfile.mkdtemp(prefix='loft-ckpt-')}")

@@ -16,9 +16,11 @@ Features:
   data-free supports), and model.loft_orth_support_s, the wall time of all support selection
   (the SVDs of principal included).
 - save_adapter()/load_adapter(): adapter_model.safetensors holds, per layer, P ("<name>.support")
-  and T's parameters ("<name>.transform.<param>"); adapter_config.json the config and the layer
-  names. Loading into a fresh model wraps those layers with the saved P; B = W0 P^T is rebuilt
-  from the model's own (unmerged) weights.
+  and T's parameters ("<name>.transform.<param>"), plus the full state of `modules_to_save`
+  (a trained task head, PEFT's term) as "modules_to_save.<qualified name>.<key>";
+  adapter_config.json the config, the layer names and the head's module names. Loading into a
+  fresh model wraps those layers with the saved P (calibrated supports are not recomputed);
+  B = W0 P^T is rebuilt from the model's own (unmerged) weights.
 """
 from __future__ import annotations
 
@@ -196,7 +198,17 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     return model
 
 
-def save_adapter(model: nn.Module, path: str | Path) -> None:
+HEAD_PREFIX = "modules_to_save."
+
+
+def head_modules(model: nn.Module, modules_to_save: Iterable[str]) -> dict[str, nn.Module]:
+    """Qualified name -> module for each name in `modules_to_save` (exact, or a suffix after a '.')."""
+    names = list(modules_to_save)
+    return {name: m for name, m in model.named_modules()
+            if name and any(name == h or name.endswith("." + h) for h in names)}
+
+
+def save_adapter(model: nn.Module, path: str | Path, modules_to_save: Iterable[str] = ()) -> None:
     config = getattr(model, "loft_orth_config", None)
     layers = adapted_layers(model)
     if config is None or not layers:
@@ -206,18 +218,23 @@ def save_adapter(model: nn.Module, path: str | Path) -> None:
         tensors[f"{name}.support"] = layer.support
         for pname, p in layer.transform.named_parameters():
             tensors[f"{name}.transform.{pname}"] = p
+    heads = head_modules(model, modules_to_save)
+    for name, module in heads.items():
+        for key, t in module.state_dict().items():
+            tensors[f"{HEAD_PREFIX}{name}.{key}"] = t
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path / WEIGHTS_NAME,
               metadata={"format": "pt"})
-    meta = {"method": "loft_orth", "config": config.to_dict(), "layers": list(layers)}
+    meta = {"method": "loft_orth", "config": config.to_dict(), "layers": list(layers),
+            "modules_to_save": list(heads)}
     (path / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
 
 
 @torch.no_grad()
 def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a saved adapter into a fresh model (wrapping its layers) or into a LOFT model with
-    the same layers; returns the model."""
+    """Load a saved adapter (and its task head, if saved) into a fresh model (wrapping its
+    layers) or into a LOFT model with the same layers; returns the model."""
     path = Path(path)
     meta = json.loads((path / CONFIG_NAME).read_text())
     if meta.get("method") != "loft_orth":
@@ -238,5 +255,9 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     for name, layer in layers.items():
         for pname, p in layer.transform.named_parameters():
             p.copy_(tensors[f"{name}.transform.{pname}"])
+    for name in meta.get("modules_to_save", []):
+        module = model.get_submodule(name)
+        prefix = f"{HEAD_PREFIX}{name}."
+        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     model.loft_orth_config = config
     return model

@@ -109,6 +109,7 @@ def test_reproduce_tables_cpu_runs_figure2_end_to_end(tmp_path: Path):
     cmd = [sys.executable, "scripts/reproduce_tables.py", "--scale", "cpu", "--only", "loft_figure2_matfac$",
            "--tables-dir", str(tables), "--figures-dir", str(figures), "--",
            "logger=disabled", f"paths.runs_dir={runs}", f"paths.checkpoint_dir={tmp_path / 'ckpt'}",
+           f"paths.adapters_dir={tmp_path / 'adapters'}",
            "model.m=48", "model.n=32", "trainer.max_steps=30", "hydra.sweep.dir=" + str(tmp_path / "multirun")]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -97,7 +97,7 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(method, d
             f"paths.data_dir={DATA_DIR}"]
     single = run(compose_config(*args, f"paths.runs_dir={tmp_path}/one", f"paths.checkpoint_dir={tmp_path}/c1"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "run.py", *args,
-           f"paths.runs_dir={tmp_path}/two", f"paths.checkpoint_dir={tmp_path}/c2"]
+           f"paths.runs_dir={tmp_path}/two", f"paths.checkpoint_dir={tmp_path}/c2", f"paths.adapters_dir={tmp_path}/a2"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     double = json.loads(next((tmp_path / "two").rglob("*.json")).read_text())
@@ -133,7 +133,7 @@ def test_fsdp_baseline_matches_one_process_and_resumes(tmp_path):
             "trainer.checkpoint_every=3", "adapter_dropout=0.0", "logger=disabled", f"paths.data_dir={DATA_DIR}"]
     single = run(compose_config(*args, f"paths.runs_dir={tmp_path}/one", f"paths.checkpoint_dir={tmp_path}/c1"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "run.py", *args,
-           f"paths.runs_dir={tmp_path}/two", f"paths.checkpoint_dir={tmp_path}/c2"]
+           f"paths.runs_dir={tmp_path}/two", f"paths.checkpoint_dir={tmp_path}/c2", f"paths.adapters_dir={tmp_path}/a2"]
     env = {**os.environ, "ACCELERATE_USE_FSDP": "true"}
     first = subprocess.run([*cmd, "trainer.stop_after_steps=3"], cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=300)

@@ -104,7 +104,7 @@ def _cli(*args: str, runs_dir: Path, multirun: bool = False) -> subprocess.Compl
     checkpoints = [] if any(a.startswith("paths.checkpoint_dir=") for a in args) else [
         f"paths.checkpoint_dir={runs_dir.parent / 'checkpoints'}"]
     cmd = [sys.executable, "run.py", *(["-m"] if multirun else []), "logger=disabled", f"paths.runs_dir={runs_dir}",
-           f"paths.data_dir={DATA_DIR}", *checkpoints, *args]
+           f"paths.data_dir={DATA_DIR}", f"paths.adapters_dir={runs_dir.parent / 'adapters'}", *checkpoints, *args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 

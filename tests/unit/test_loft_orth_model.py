@@ -131,6 +131,20 @@ def test_save_load_round_trip(tmp_path, support, transform, conv):
     assert torch.equal(load_adapter(other, tmp_path)(X), y)
 
 
+def test_saved_task_head_round_trips(tmp_path):
+    """modules_to_save: a trained head (not a LOFT layer) is saved with P and T and restored on load."""
+    base = MLP()
+    model = adapt(copy.deepcopy(base), "random", "exp")
+    perturb_(model)
+    with torch.no_grad():
+        model.head.weight.add_(1.0)
+    save_adapter(model, tmp_path, modules_to_save=["head"])
+    assert {"modules_to_save.head.weight", "modules_to_save.head.bias"} <= set(load_file(tmp_path / "adapter_model.safetensors"))
+    assert torch.equal(load_adapter(copy.deepcopy(base), tmp_path)(X), model(X))
+    save_adapter(model, tmp_path)  # without the head: the fresh model keeps its own
+    assert not torch.allclose(load_adapter(copy.deepcopy(base), tmp_path)(X), model(X))
+
+
 def test_conv1d_and_linear_give_the_same_adapter(tmp_path):
     """Same calibration on the same weights stored both ways: the same supports (as subspaces:
     the basis inside a support is round-off dependent, e.g. within each invariant plane of S),
