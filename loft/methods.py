@@ -15,6 +15,7 @@ import peft
 import torch
 from omegaconf import OmegaConf
 
+from loft import quantization
 from loft.distributed import sharding_engine
 from loft.errors import ConfigError
 from loft.optim import LoFTAdamW, LoFTMuon, lora_pairs
@@ -203,7 +204,9 @@ def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext,
     if opt.kind.startswith("loft"):
         refuse_sharding(method_cfg.name)
     targets = list(method_cfg.get("target_modules") or ctx.default_targets)
+    base_info = quantization.prepare(model, method_cfg)  # {} unless the base is 4-bit (QLoRA recipe)
     model, info = ADAPTERS[adapter.kind](model, adapter, targets, ctx)
+    info.update(base_info)
     train_model = parallel(model)
     params = param_groups(train_model, ctx)
     kwargs = OmegaConf.to_container(opt.kwargs, resolve=True) if opt.get("kwargs") else {}

@@ -14,6 +14,7 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
+from loft import quantization
 from loft.errors import ConfigError
 from loft.methods import MethodContext, build_method
 from loft.records import RunKey, columnar, config_hash, git_sha, read_record, versions, write_json_atomic
@@ -73,7 +74,7 @@ def run(cfg: DictConfig) -> dict | None:
     dtype = resolve_dtype(cfg.trainer.dtype, device)
     task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
     bundle = task.build_model(cfg.model)
-    bundle.model.to(device=device, dtype=dtype)
+    quantization.place(bundle.model, device, dtype)  # .to(device, dtype); a 4-bit base keeps its codes
     task.setup(bundle, str(absolute(cfg.paths.data_dir)))
     hp = {"lr": cfg.trainer.lr, "betas": tuple(cfg.trainer.betas), "eps": cfg.trainer.eps,
           "weight_decay": cfg.trainer.weight_decay, "head_lr": cfg.trainer.get("head_lr")}
