@@ -11,7 +11,7 @@ which gives g~ = P_B G + (I - P_B) G P_A for every r x r matrix X (P_A = A^T (A 
 X is then chosen to keep g_A, g_B closest to LoRA's own gradients (Theorem 2.2), the
 Sylvester equation  B^T B X + X A A^T = -(1/s^2) (B^T B)^-1 dL/dA A^T.
 
-`mode="full"` is the paper's AdamW variant (its Algorithm 2, the authors' `step_full`): Adam's
+`mode="full"` is the paper's AdamW variant (the authors' `step_full`): Adam's
 moments are kept for g~ itself (m x n per layer, as full fine-tuning), and the Adam update
 m^ / (sqrt(v^) + eps) is mapped back to the factors by the same closed form.
 `mode="efficient"` (the authors' default mode) runs Adam on the adjusted g_A, g_B (LoRA's
