@@ -47,6 +47,7 @@ def test_per_language_metrics_and_non_english_mean(monkeypatch):
     assert metrics["exact_match"] == pytest.approx(2 / 3) and metrics["n"] == 9
 
 
+@pytest.mark.slow  # ~1 min on a busy 2-core CPU: the random model generates up to 256 tokens per problem
 def test_lm_eval_mgsm_direct_offline_on_a_tiny_model():
     torch.manual_seed(0)
     bundle = load_model(compose_config("model=tiny_llama").model)
