@@ -13,7 +13,7 @@ from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from loft.optim import lora_pairs
 from loft.runner import run
-from tests.conftest import compose_config
+from tests.conftest import LM_METHODS, compose_config
 from tests.integration.test_runner import TINY_LM
 
 HP = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
@@ -97,3 +97,20 @@ def test_methods_that_rewrite_w0_refuse_a_4bit_base(method):
 def test_quantization_is_for_causal_lms():
     with pytest.raises(ConfigError, match="model.quantization=nf4 supports causal LMs"):
         load_model(compose_config("model=minilm_l6", NF4).model, num_labels=2)
+
+
+KBIT_METHODS = [m for m in LM_METHODS if compose_config(f"method={m}").method.get("kbit_base") is True]
+
+
+@pytest.mark.parametrize("method", KBIT_METHODS)
+def test_every_kbit_method_steps_on_a_4bit_base(method):
+    cfg, bundle = tiny(NF4, f"method={method}")
+    built = adapted(cfg, bundle)
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        built.optimizer.zero_grad()
+        loss = built.model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        built.optimizer.step()
+        assert math.isfinite(loss.item())
+    assert quantization.is_quantized(built.model)
