@@ -16,9 +16,10 @@ import peft
 import torch
 from omegaconf import OmegaConf
 
+from loft import quantization
 from loft.distributed import sharding_engine
 from loft.errors import ConfigError
-from loft.optim import LoFTAdamW, LoFTMuon, lora_pairs
+from loft.optim import LoFTAdamW, LoFTMuon, LoRAProAdamW, lora_pairs
 from peft.optimizers import create_loraplus_optimizer
 
 
@@ -191,12 +192,21 @@ def _loft_muon(model, params, hp, kwargs):
                     adamw_eps=hp["eps"], pairs=lora_pairs(model), **kwargs)
 
 
-OPTIMIZERS = {"adamw": _adamw, "loraplus_adamw": _loraplus, "loft_adamw": _loft_adamw, "loft_muon": _loft_muon}
+def _lora_pro_adamw(model, params, hp, kwargs):
+    return LoRAProAdamW(params, lr=hp["lr"], betas=hp["betas"], eps=hp["eps"], weight_decay=hp["weight_decay"],
+                        pairs=lora_pairs(model), **kwargs)
+
+
+OPTIMIZERS = {"adamw": _adamw, "loraplus_adamw": _loraplus, "loft_adamw": _loft_adamw, "loft_muon": _loft_muon,
+              "lora_pro_adamw": _lora_pro_adamw}
+# Optimizers that step each LoRA pair (B, A) as a whole: they need LoRA pairs, each whole on one rank.
+PAIR_OPTIMIZERS = {"loft_adamw", "loft_muon", "lora_pro_adamw"}
+
 def refuse_sharding(method_name: str) -> None:
     engine = sharding_engine()
     if engine:
         raise ConfigError(
-            f"method={method_name} cannot run under {engine.upper()}: LoFT needs each LoRA pair (B, A) "
+            f"method={method_name} cannot run under {engine.upper()}: its optimizer needs each LoRA pair (B, A) "
             "whole on every rank, and sharding splits them; launch with plain DDP (accelerate launch --multi_gpu run.py ...)"
         )
 
@@ -223,15 +233,17 @@ def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext,
         raise ConfigError(f"unknown adapter kind {adapter.kind!r} in method={method_cfg.name}; one of {sorted(ADAPTERS)}")
     if opt.kind not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer kind {opt.kind!r} in method={method_cfg.name}; one of {sorted(OPTIMIZERS)}")
-    if opt.kind.startswith("loft"):
+    if opt.kind in PAIR_OPTIMIZERS:
         refuse_sharding(method_cfg.name)
     targets = list(method_cfg.get("target_modules") or ctx.default_targets)
+    base_info = quantization.prepare(model, method_cfg)  # {} unless the base is 4-bit (QLoRA recipe)
     model, info = ADAPTERS[adapter.kind](model, adapter, targets, ctx)
+    info.update(base_info)
     train_model = parallel(model)
     params = param_groups(train_model, ctx)
     kwargs = OmegaConf.to_container(opt.kwargs, resolve=True) if opt.get("kwargs") else {}
     optimizer = OPTIMIZERS[opt.kind](model, params, ctx.hp, kwargs)
-    if opt.kind.startswith("loft") and not lora_pairs(model):
+    if opt.kind in PAIR_OPTIMIZERS and not lora_pairs(model):
         raise ConfigError(f"method={method_cfg.name} found no LoRA pairs to optimise; its adapter must be LoRA")
     info["target_modules"] = targets
     step_hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA's rank budget

@@ -13,6 +13,9 @@ Loaders, picked by `model_cfg.loader`:
 - `hf_causal_lm`: any hub model (`hf_id`, e.g. gpt2) through the standard HF cache, so
   models fetched earlier or with `hf download <id>` are found.
 
+`model.quantization=nf4|fp4` loads any of these three with a 4-bit base (bitsandbytes, see
+loft/quantization.py): QLoRA/QLoFT.
+
 Classifiers (the task passes `num_labels`; 1 = regression, e.g. STS-B; the new head is
 named by `model_cfg.head_modules` and trained in full by every method):
 
@@ -39,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from loft import quantization
 from tasks.base import DataMissingError, ModelBundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,6 +94,7 @@ def load_model(model_cfg, num_labels: int | None = None) -> ModelBundle:
     if loader is None:
         raise ValueError(f"model.loader={model_cfg.loader!r}: expected one of {sorted(loaders)}")
     dtype = resolve_dtype(model_cfg.get("dtype", "auto"))
+    quantization.kind_of(model_cfg)  # refuses a bad kind, or 4 bits on a classifier, before loading
     if model_cfg.loader in CLASSIFIER_LOADERS:
         if num_labels is None:
             raise ValueError(f"model={model_cfg.name} is a classifier: use it with a classification task "
@@ -151,7 +156,7 @@ def _tiny_llama(cfg, dtype):
     )
     with seeded_init(cfg):
         model = LlamaForCausalLM(config)
-    return model.to(dtype), tokenizer
+    return quantization.quantize_in_memory(model.to(dtype), cfg, dtype), tokenizer
 
 
 # --- smollm2 ---------------------------------------------------------------------------
@@ -174,7 +179,7 @@ def _smollm2(cfg, dtype):
     cached = cache_dir / gguf.stem  # e.g. SmolLM2-135M-Instruct.Q4_1
     if not cached.is_dir():
         _convert_gguf(gguf, cached)
-    model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype, **quantization.load_kwargs(cfg, dtype))
     return model, AutoTokenizer.from_pretrained(cached)
 
 
@@ -233,7 +238,8 @@ def _from_hub(hf_id: str, load, offline: str = "model=smollm2_135m or model=tiny
 def _hf_causal_lm(cfg, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return _from_hub(cfg.hf_id, lambda source: (AutoModelForCausalLM.from_pretrained(source, dtype=dtype),
+    extra = quantization.load_kwargs(cfg, dtype)
+    return _from_hub(cfg.hf_id, lambda source: (AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra),
                                                 AutoTokenizer.from_pretrained(source)))
 
 

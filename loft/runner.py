@@ -18,7 +18,7 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
-from loft import adapters, schema
+from loft import adapters, quantization, schema
 from loft.errors import ConfigError, DamagedFileError, TrainingDiverged
 from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
@@ -109,7 +109,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     dtype = resolve_dtype(cfg.trainer.dtype, device)
     task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
     bundle = task.build_model(cfg.model)
-    bundle.model.to(device=device, dtype=dtype)
+    quantization.place(bundle.model, device, dtype)  # .to(device, dtype); a 4-bit base keeps its codes
     task.setup(bundle, str(absolute(cfg.paths.data_dir)))
     hp = {"lr": cfg.trainer.lr, "betas": tuple(cfg.trainer.betas), "eps": cfg.trainer.eps,
           "weight_decay": cfg.trainer.weight_decay, "head_lr": cfg.trainer.get("head_lr")}

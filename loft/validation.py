@@ -20,6 +20,7 @@ from loft.errors import ConfigError
 
 MODEL_KINDS = ("causal_lm", "seq_cls", "image_cls", "matrix")
 RESUME = ("auto", "true", "false")
+QUANTIZATIONS = ("none", "nf4", "fp4")  # loft/quantization.KINDS, named here so validation imports no torch
 MAX_SEED = 2**32 - 1  # numpy's seed range (transformers.set_seed seeds numpy too)
 
 
@@ -99,6 +100,8 @@ def _validate_task_and_model(task, model) -> None:
     for key in ("max_train_samples", "eval_limit"):
         if key in task:
             _int_at_least(f"task.{key}", task[key], 1, optional=True, extra=" (null = all rows)")
+    if "quantization" in model:
+        _check(model.quantization in QUANTIZATIONS, "model.quantization", model.quantization, ", ".join(QUANTIZATIONS))
     kind = model.get("kind")
     _check(kind in MODEL_KINDS, "model.kind", kind, f"one of {', '.join(MODEL_KINDS)} (declare it in conf/model/)")
     from hydra.utils import get_class

@@ -62,42 +62,53 @@ def harness_config(harness_task: str, docs: list[dict]) -> dict:
     return cfg
 
 
-def evaluate_commonsense(model, tokenizer, eval_rows: dict[str, list[dict]], data: str = "auto",
-                         batch_size: int = 16, max_length: int | None = None) -> dict[str, float]:
-    """{set: acc, set_acc_norm: ..., set_n: ...} for the sets in `eval_rows` (our keys)."""
+def use_hub(data: str) -> bool:
+    """`data`: hub, local, or auto (the hub when reachable)."""
+    if data == "auto":
+        from loft.models import hub_reachable
+
+        return hub_reachable()
+    return data == "hub"
+
+
+def run_harness(model, tokenizer, specs: list, limit: int | None, batch_size: int,
+                max_length: int | None = None) -> dict:
+    """`simple_evaluate` zero-shot on the in-memory model (eval mode for the call)."""
     try:
         from lm_eval import simple_evaluate
         from lm_eval.models.huggingface import HFLM
     except ImportError as err:  # optional dependency
         raise ImportError(f"task.eval_protocol=lm_eval needs lm-evaluation-harness: {LM_EVAL_FIX}") from err
-    from tasks.commonsense import SETS, from_llm_adapters
-
-    use_hub = data == "hub"
-    if data == "auto":
-        from loft.models import hub_reachable
-
-        use_hub = hub_reachable()
-    specs, names = [], {}
-    for key, rows in eval_rows.items():
-        harness = SETS[key].harness
-        names[harness] = key
-        if use_hub:
-            specs.append(harness)
-        else:
-            specs.append(harness_config(harness, [from_llm_adapters(key, r) for r in rows]))
-    if not use_hub and "boolq" in eval_rows:
-        print("note [lm_eval]: local BoolQ has no passages (LLM-Adapters format): question-only scoring",
-              file=sys.stderr)
-    limit = max(len(r) for r in eval_rows.values()) if use_hub else None
     was_training = model.training
     model.eval()
     try:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
                   **({"max_length": max_length} if max_length else {}))
-        out = simple_evaluate(model=lm, tasks=specs, num_fewshot=0, limit=limit, task_manager=_task_manager(),
-                              log_samples=False, bootstrap_iters=0, verbosity="WARNING")
+        return simple_evaluate(model=lm, tasks=specs, num_fewshot=0, limit=limit, task_manager=_task_manager(),
+                               log_samples=False, bootstrap_iters=0, verbosity="WARNING")
     finally:
         model.train(was_training)
+
+
+def evaluate_commonsense(model, tokenizer, eval_rows: dict[str, list[dict]], data: str = "auto",
+                         batch_size: int = 16, max_length: int | None = None) -> dict[str, float]:
+    """{set: acc, set_acc_norm: ..., set_n: ...} for the sets in `eval_rows` (our keys)."""
+    from tasks.commonsense import SETS, from_llm_adapters
+
+    hub = use_hub(data)
+    specs, names = [], {}
+    for key, rows in eval_rows.items():
+        harness = SETS[key].harness
+        names[harness] = key
+        if hub:
+            specs.append(harness)
+        else:
+            specs.append(harness_config(harness, [from_llm_adapters(key, r) for r in rows]))
+    if not hub and "boolq" in eval_rows:
+        print("note [lm_eval]: local BoolQ has no passages (LLM-Adapters format): question-only scoring",
+              file=sys.stderr)
+    limit = max(len(r) for r in eval_rows.values()) if hub else None
+    out = run_harness(model, tokenizer, specs, limit, batch_size, max_length)
     metrics: dict[str, float] = {}
     for harness, res in out["results"].items():
         key = names.get(harness)

@@ -74,10 +74,10 @@ class Specs:
         return self.methods.get(name, name)
 
     def row_label(self, method: str, rank: int | None, tag: str = "") -> str:
-        """'LoFT r=16'; a (method, tag) that is an alias reads as the alias ('Zero-shot')."""
+        """'LoFT r=16'; a (method, tag) that is an alias reads as the alias ('Zero-shot', 'QLoFT r=16')."""
         for alias, target in self.method_aliases.items():
             if tag and target.get("method") == method and target.get("tag", "") == tag:
-                return self.method_label(alias)
+                return self.method_label(alias) + (f" r={rank}" if rank is not None else "")
         return self.method_label(method) + (f" r={rank}" if rank is not None else "") + (f" [{tag}]" if tag else "")
 
     def ours(self, paper_method: str) -> tuple[str, str]:
