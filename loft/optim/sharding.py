@@ -38,6 +38,15 @@ def local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if is_dtensor(t) else t
 
 
+def with_layout(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """`t` copied into the memory order of `ref` (a state built by zeros_like(A.mT) is
+    column-major): GEMMs round differently for another layout, and bit-for-bit resume
+    needs the layout a straight run has."""
+    order = sorted(range(ref.ndim), key=lambda d: ref.stride(d), reverse=True)
+    inverse = sorted(range(ref.ndim), key=lambda d: order[d])
+    return t.permute(order).contiguous().permute(inverse)
+
+
 class Whole:
     """Every factor whole on this process: reductions are the identity."""
 
@@ -70,12 +79,13 @@ class RowSharded(Whole):
         """L x rows_local x k -> L x rows x k (shards may be uneven: DTensor pads)."""
         shape = (t.shape[0], rows, *t.shape[2:])
         stride = torch.empty(shape, device="meta").stride()
-        return DTensor.from_local(t.contiguous(), self.mesh, [Shard(1)], shape=torch.Size(shape),
+        full = DTensor.from_local(t.contiguous(), self.mesh, [Shard(1)], shape=torch.Size(shape),
                                   stride=stride).full_tensor()
+        return with_layout(full, t)
 
     def split(self, full: torch.Tensor) -> torch.Tensor:
         """This process's rows of a gathered L x rows x k tensor, by FSDP2's chunking rule."""
-        return distribute_tensor(full, self.mesh, [Shard(1)], src_data_rank=None).to_local()
+        return with_layout(distribute_tensor(full, self.mesh, [Shard(1)], src_data_rank=None).to_local(), full)
 
 
 def factor_layout(pairs: Sequence) -> Whole:
