@@ -73,7 +73,8 @@ def run(cfg: DictConfig) -> dict | None:
     dtype = resolve_dtype(cfg.trainer.dtype, device)
     task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
     bundle = task.build_model(cfg.model)
-    bundle.model.to(device=device, dtype=dtype)
+    sharded = world.size > 1 and sharding_engine() == "fsdp"  # fully_shard moves each shard to the GPU itself
+    bundle.model.to(device=torch.device("cpu") if sharded else device, dtype=dtype)  # (70B does not fit one GPU whole)
     task.setup(bundle, str(absolute(cfg.paths.data_dir)))
     hp = {"lr": cfg.trainer.lr, "betas": tuple(cfg.trainer.betas), "eps": cfg.trainer.eps,
           "weight_decay": cfg.trainer.weight_decay, "head_lr": cfg.trainer.get("head_lr")}

@@ -221,11 +221,15 @@ class LowRankPairOptimizer(torch.optim.Optimizer):
         return {
             "step": self._step_count,
             "update_U": self._update_U,
-            "pair_state": [{k: lay.gather(v, self._state_rows(g, k)).clone() for k, v in g.state.items()}
+            "pair_state": [{k: self._saved(lay.gather(v, self._state_rows(g, k))) for k, v in g.state.items()}
                            for g in self._groups],
             "plain": plain,
             "param_groups": [{k: v for k, v in grp.items() if k != "params"} for grp in self.param_groups],
         }
+
+    def _saved(self, full: torch.Tensor) -> torch.Tensor:
+        """A copy for the state dict; a gathered one goes to the CPU (it is the whole model's)."""
+        return full.cpu() if self._layout.sharded else full.clone()
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a full state (from any number of processes); sharded, keep this rank's rows."""
