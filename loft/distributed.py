@@ -88,7 +88,9 @@ def lora_placement(model: torch.nn.Module):
 
     from loft.optim import lora_pairs
 
-    columns = {id(pair.A) for pair in lora_pairs(model)}
+    world = torch.distributed.get_world_size()
+    # FSDP2 shards dim 1 only evenly; an uneven A stays on rows (fine for the baselines, refused by LoFT)
+    columns = {id(pair.A) for pair in lora_pairs(model) if pair.A.shape[1] % world == 0}
     return lambda param: Shard(1) if id(param) in columns else None
 
 

@@ -23,6 +23,8 @@ from typing import Sequence
 
 import torch
 
+from loft.errors import ConfigError
+
 try:  # DTensor is what FSDP2 turns parameters into
     from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 except ImportError:  # pragma: no cover - torch builds without distributed
@@ -95,10 +97,14 @@ def factor_layout(pairs: Sequence) -> Whole:
         return Whole()
     mesh = pairs[0].B.device_mesh
     for pair in pairs:
+        if is_dtensor(pair.A) and pair.A.shape[1] % pair.A.device_mesh.size():
+            raise ConfigError(f"LoFT under FSDP shards lora_A by columns, and FSDP2 does so only evenly: lora_A "
+                              f"{tuple(pair.A.shape)} does not split over {pair.A.device_mesh.size()} processes; "
+                              "use a process count that divides every adapted layer's input size, or DDP")
         ok = all(is_dtensor(t) and t.device_mesh == mesh and tuple(t.placements) == (Shard(dim),)
                  for t, dim in ((pair.B, 0), (pair.A, 1)))
         if not ok:
-            raise ValueError("LoFT under FSDP needs lora_B sharded by rows (Shard(0)) and lora_A by columns "
-                             "(Shard(1)) on one 1-D mesh; wrap with loft.distributed.wrap (fully_shard with "
-                             "shard_placement_fn=lora_placement(model))")
+            raise ConfigError("LoFT under FSDP needs lora_B sharded by rows (Shard(0)) and lora_A by columns "
+                              "(Shard(1)) on one 1-D mesh; wrap with loft.distributed.wrap (fully_shard with "
+                              "shard_placement_fn=lora_placement(model))")
     return RowSharded(mesh)
