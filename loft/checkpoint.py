@@ -50,8 +50,14 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _gathered_by_torch(model, optimizer) -> bool:
+    """Sharded model, optimizer with torch's state layout: torch.distributed.checkpoint gathers
+    it. An optimizer with `supports_fsdp` (LoFT) gathers its own state in state_dict()."""
+    return is_sharded(unwrap(model)) and not getattr(optimizer, "supports_fsdp", False)
+
+
 def optimizer_state(model, optimizer) -> dict:
-    if is_sharded(unwrap(model)):  # gathered, so the checkpoint does not depend on the world size
+    if _gathered_by_torch(model, optimizer):  # gathered, so the checkpoint does not depend on the world size
         return get_optimizer_state_dict(unwrap(model), optimizer,
                                         options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return optimizer.state_dict()
@@ -89,7 +95,10 @@ def load(path: Path, model, optimizer, scheduler, callbacks=None) -> dict:
     if is_sharded(model):
         options = StateDictOptions(full_state_dict=True, strict=False)
         set_model_state_dict(model, payload["model"], options=options)
-        set_optimizer_state_dict(model, optimizer, payload["optimizer"], options=options)
+        if _gathered_by_torch(model, optimizer):
+            set_optimizer_state_dict(model, optimizer, payload["optimizer"], options=options)
+        else:
+            optimizer.load_state_dict(payload["optimizer"])
     else:
         params = dict(model.named_parameters())
         with torch.no_grad():

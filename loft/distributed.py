@@ -5,7 +5,9 @@ gloo on CPUs); we wrap the model in
 torch's DistributedDataParallel, give rank k every world-th micro batch of the global
 stream, and let only rank 0 write records, checkpoints and W&B. Gradients are averaged
 by DDP, so every rank holds the same gradients and, optimizers being deterministic, the same
-optimizer state: LoFT's pairs stay whole on every rank. The global batch is
+optimizer state: LoFT's pairs stay whole on every rank. Under FSDP2 (`wrap`) LoFT's pairs
+are sharded by rows of B and columns of A and its state with them (`lora_placement`).
+The global batch is
 micro_batch_size x accumulation x world_size = trainer.batch_size.
 """
 from __future__ import annotations
@@ -68,11 +70,34 @@ def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     block_names = set(getattr(base, "_no_split_modules", None) or [])
+    placement = lora_placement(model)
     for module in model.modules():
         if type(module).__name__ in block_names:
-            fully_shard(module)
-    fully_shard(model)
+            fully_shard(module, shard_placement_fn=placement)
+    fully_shard(model, shard_placement_fn=placement)
     return model
+
+
+def lora_placement(model: torch.nn.Module):
+    """FSDP2 `shard_placement_fn`: LoRA's A (r x n) by columns, everything else by rows.
+
+    B (m x r) sharded by rows and A by columns keep every row of U = B and of V = A^T, and so
+    all of LoFT's per-row state, on one rank (loft/optim/sharding.py); it also keeps tiny
+    ranks (r = 1 over 8 GPUs) from being padded to the world size."""
+    from torch.distributed.tensor import Shard
+
+    from loft.optim import lora_pairs
+
+    world = torch.distributed.get_world_size()
+    # FSDP2 shards dim 1 only evenly; an uneven A stays on rows (fine for the baselines, refused by LoFT)
+    columns = {id(pair.A) for pair in lora_pairs(model) if pair.A.shape[1] % world == 0}
+    return lambda param: Shard(1) if id(param) in columns else None
+
+
+def supports_sharding(optimizer: torch.optim.Optimizer) -> bool:
+    """torch's own optimizers follow DTensor parameters; others must declare `supports_fsdp`
+    (work on sharded parameters, and gather their state in state_dict())."""
+    return getattr(optimizer, "supports_fsdp", type(optimizer).__module__.startswith("torch.optim"))
 
 
 def is_sharded(model: torch.nn.Module) -> bool:

@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from loft import quantization
-from loft.distributed import sharding_engine
+from loft.distributed import sharding_engine, supports_sharding
 from loft.errors import ConfigError
 from loft.optim import LoFTAdamW, LoFTMuon, LoRAProAdamW, lora_pairs
 from peft.optimizers import create_loraplus_optimizer
@@ -202,12 +202,13 @@ OPTIMIZERS = {"adamw": _adamw, "loraplus_adamw": _loraplus, "loft_adamw": _loft_
 # Optimizers that step each LoRA pair (B, A) as a whole: they need LoRA pairs, each whole on one rank.
 PAIR_OPTIMIZERS = {"loft_adamw", "loft_muon", "lora_pro_adamw"}
 
-def refuse_sharding(method_name: str) -> None:
+
+def refuse_sharding(method_name: str, optimizer: torch.optim.Optimizer) -> None:
     engine = sharding_engine()
-    if engine:
+    if engine and not supports_sharding(optimizer):
         raise ConfigError(
-            f"method={method_name} cannot run under {engine.upper()}: its optimizer needs each LoRA pair (B, A) "
-            "whole on every rank, and sharding splits them; launch with plain DDP (accelerate launch --multi_gpu run.py ...)"
+            f"method={method_name} cannot run under {engine.upper()}: its optimizer {type(optimizer).__name__} "
+            "does not declare supports_fsdp; launch with plain DDP (accelerate launch --multi_gpu run.py ...)"
         )
 
 
@@ -233,8 +234,6 @@ def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext,
         raise ConfigError(f"unknown adapter kind {adapter.kind!r} in method={method_cfg.name}; one of {sorted(ADAPTERS)}")
     if opt.kind not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer kind {opt.kind!r} in method={method_cfg.name}; one of {sorted(OPTIMIZERS)}")
-    if opt.kind in PAIR_OPTIMIZERS:
-        refuse_sharding(method_cfg.name)
     targets = list(method_cfg.get("target_modules") or ctx.default_targets)
     base_info = quantization.prepare(model, method_cfg)  # {} unless the base is 4-bit (QLoRA recipe)
     model, info = ADAPTERS[adapter.kind](model, adapter, targets, ctx)
@@ -243,6 +242,7 @@ def build_method(method_cfg, model: torch.nn.Module, ctx: MethodContext,
     params = param_groups(train_model, ctx)
     kwargs = OmegaConf.to_container(opt.kwargs, resolve=True) if opt.get("kwargs") else {}
     optimizer = OPTIMIZERS[opt.kind](model, params, ctx.hp, kwargs)
+    refuse_sharding(method_cfg.name, optimizer)
     if opt.kind in PAIR_OPTIMIZERS and not lora_pairs(model):
         raise ConfigError(f"method={method_cfg.name} found no LoRA pairs to optimise; its adapter must be LoRA")
     info["target_modules"] = targets

@@ -109,7 +109,9 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     dtype = resolve_dtype(cfg.trainer.dtype, device)
     task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
     bundle = task.build_model(cfg.model)
-    quantization.place(bundle.model, device, dtype)  # .to(device, dtype); a 4-bit base keeps its codes
+    sharded = world.size > 1 and sharding_engine() == "fsdp"  # fully_shard moves each shard to the GPU itself
+    # a 4-bit base keeps its codes; under FSDP the model stays on the CPU (70B does not fit one GPU whole)
+    quantization.place(bundle.model, torch.device("cpu") if sharded else device, dtype)
     task.setup(bundle, str(absolute(cfg.paths.data_dir)))
     hp = {"lr": cfg.trainer.lr, "betas": tuple(cfg.trainer.betas), "eps": cfg.trainer.eps,
           "weight_decay": cfg.trainer.weight_decay, "head_lr": cfg.trainer.get("head_lr")}

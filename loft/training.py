@@ -120,14 +120,17 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     clip = getattr(optimizer, "clip_grad_norm_", None) or (lambda n: torch.nn.utils.clip_grad_norm_(params, n))
-    progress = {"step": 0, "consumed": 0, "bad_steps": 0, "history": [], "train_time_s": 0.0,
-                "config_hash": ckpt.config_hash, "git_sha": ckpt.code_version}
+    # consumed: micro batches of the global stream (all ranks), so a checkpoint resumes on any world size
+    progress = {"step": 0, "consumed": 0, "micro_batch_size": micro, "bad_steps": 0, "history": [],
+                "train_time_s": 0.0, "config_hash": ckpt.config_hash, "git_sha": ckpt.code_version}
     if ckpt.resume and ckpt.path is not None and ckpt.path.exists():
         progress = checkpoint.load(ckpt.path, model, optimizer, scheduler, callbacks)
         print(f"resumed from {ckpt.path} at step {progress['step']}")
     result.history, result.bad_steps = progress["history"], progress["bad_steps"]
-    # every rank took `consumed` micro batches, so the global stream stands at consumed x world size
-    batches = shard(_micro_batches(task, micro, seed, start=progress["consumed"] * world.size), world)
+    if progress.get("micro_batch_size", micro) != micro:
+        raise ConfigError(f"{ckpt.path} was written with micro batches of {progress['micro_batch_size']}, this run uses "
+                          f"{micro}; set trainer.micro_batch_size={progress['micro_batch_size']} to resume it")
+    batches = shard(_micro_batches(task, micro, seed, start=progress["consumed"]), world)
     model.train()
     bad_in_a_row, above_in_a_row, last_finite = 0, 0, float("nan")
     start = time.perf_counter() - progress["train_time_s"]
@@ -143,7 +146,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
                 loss.backward()
             loss_sum += loss.item()
         loss_sum = mean_over_ranks(loss_sum, world)  # every rank sees the same loss: they skip together
-        progress["consumed"] += accum
+        progress["consumed"] += accum * world.size
         grad_norm = clip(tcfg.max_grad_norm) if tcfg.max_grad_norm else _grad_norm(params)
         grad_norm = float(grad_norm)
         if math.isfinite(loss_sum) and math.isfinite(grad_norm):

@@ -31,6 +31,13 @@ What it measures, and how (each a trade-off):
   mark is reported too (`rss_max_bytes`), for all methods together.
 - `state_bytes` = `optimizer.state_bytes()` when the optimizer has it, else the bytes of
   the tensors in `optimizer.state` (step counters excluded).
+- One process, whole factors. Sharded (FSDP2) runs are not simulated here: there LoFT's
+  state and its per-row work divide by the number of processes (B by rows, A by columns),
+  and a step adds all-reduces of r x r matrices and one gather of the other factor
+  (loft/optim/sharding.py). Measure them with real runs, whose records hold the per-process
+  `optimizer_state_bytes` and the per-step `step_time_s`:
+      ACCELERATE_USE_FSDP=true torchrun --nproc_per_node 2 run.py task=wikitext2 model=tiny_llama \
+          task.train_file=lm/tinyshakespeare.txt method=loft trainer.max_steps=5 trainer.micro_batch_size=2
 - On CPU, subnormal floats are flushed to zero (`--no-flush-denormal` to keep them): they
   appear data-dependently in some steps of whichever method and slow those steps by up to
   1.5x, a confounder that has nothing to do with the method.

@@ -124,7 +124,9 @@ class LoFTAdamW(LowRankPairOptimizer):
         exp_avg, second = g.state[f"exp_avg_{side}"], g.state[f"second_{side}"]
         if not self.project_update:  # Adam in factor space (LoFT simple)
             return (exp_avg / bc1) / ((second / bc2).sqrt() + hp["eps"])
-        other, pinv = (f.V, f.pinv_gram_V) if side == "U" else (f.U, f.pinv_gram_U)
+        m, n, _ = g.shape
+        other, pinv, rows = (f.V, f.pinv_gram_V, n) if side == "U" else (f.U, f.pinv_gram_U, m)
+        other = self._layout.gather(other, rows)  # sharded: the update of a row needs every V_j
         # The invariant needs m~ and v~ built from the same projected gradients, i.e. both
         # calibrated or neither; a mixed ablation only gets v~ >= 0.
         same_history = self.calibrate_momentum == self.calibrate_second_moment

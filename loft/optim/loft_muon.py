@@ -91,5 +91,7 @@ class LoFTMuon(LoFTSGD):
         return torch.optim.AdamW(groups)
 
     def _direction(self, g: PairGroup, f: Factors, side: str) -> torch.Tensor:
-        other = f.V if side == "U" else f.U
-        return newton_schulz5_lowrank(g.state[f"momentum_{side}"], other, steps=self.ns_steps)
+        m, n, _ = g.shape
+        other, tall = (f.V, m > n) if side == "U" else (f.U, n > m)
+        return newton_schulz5_lowrank(g.state[f"momentum_{side}"], other, steps=self.ns_steps,
+                                      gram=lambda x: self._layout.sum(x.mT @ x), tall=tall)

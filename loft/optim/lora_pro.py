@@ -80,6 +80,8 @@ class LoRAProAdamW(LowRankPairOptimizer):
     """AdamW for LoRA pairs with LoRA-Pro's gradient adjustment; parameters outside a pair
     (a task head, biases) get plain AdamW. Same calling convention as LoFTAdamW."""
 
+    supports_fsdp = False  # its adjustment works on whole factors (no sharded layout yet): refused under FSDP
+
     def __init__(
         self,
         params: Iterable,

@@ -93,13 +93,6 @@ def test_missing_data_names_the_prepare_command(runs_dir, tmp_path):
         run(cfg)
 
 
-def test_loft_refuses_sharded_engines(runs_dir, monkeypatch):
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(ConfigError, match="FSDP.*DDP"):
-        run(compose_config(*SMALL_MATFAC, "method=loft", runs_dir=runs_dir))
-    run(compose_config(*SMALL_MATFAC, "method=lora", runs_dir=runs_dir))  # baselines may shard
-
-
 def _cli(*args: str, runs_dir: Path, multirun: bool = False) -> subprocess.CompletedProcess:
     checkpoints = [] if any(a.startswith("paths.checkpoint_dir=") for a in args) else [
         f"paths.checkpoint_dir={runs_dir.parent / 'checkpoints'}"]
