@@ -47,13 +47,13 @@ PACKAGES = ("torch", "transformers", "peft", "accelerate", "hydra-core", "omegac
 # Sized so the CUDA check ends within ~6 minutes on one H200 (budget_s caps the sum of the steps);
 # the CPU mode runs the same steps in about a minute on 2 cores.
 MODES = {
-    "cuda": dict(device="cuda", bench=["--preset", "llama7b"], orth_layers=4, oracle_select="device",
+    "cuda": dict(device="cuda", bench=["--preset", "llama7b"], orth_layers=4, oracle_select=["-m", "device"],
                  e2e=dict(block_size=256, batch_size=8, max_steps=30, train_blocks=256, eval_blocks=16),
                  timeouts=dict(oracle=120, e2e=120, bench=240, bench_orth=200), budget_s=480),
     # tiny shapes in bf16 (the GPU's dtype); figure2's float32-on-CPU run is in the normal suite already
     "cpu": dict(device="cpu", bench=["--preset", "tiny", "--dtype", "bfloat16", "--warmup", "1", "--samples", "1"],
                 orth_layers=None,
-                oracle_select="device and not figure2",
+                oracle_select=["-m", "device", "-k", "not figure2"],
                 e2e=dict(block_size=64, batch_size=4, max_steps=4, train_blocks=16, eval_blocks=4),
                 timeouts=dict(oracle=300, e2e=300, bench=300, bench_orth=300), budget_s=900),  # safety nets only
 }
@@ -111,7 +111,7 @@ def as_text(x) -> str:
 
 def oracle_step(run: Runner, mode: dict, work: Path) -> dict:
     junit = work / "oracle.xml"
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", mode["oracle_select"],
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *mode["oracle_select"],
             f"--junitxml={junit}", "tests/unit/test_loft_adamw_oracle.py"]
     res = run("oracle", argv, mode["timeouts"]["oracle"], {"LOFT_TEST_DEVICE": mode["device"]})
     out = {k: res[k] for k in STEP_FIELDS if k in res and k != "error"}
@@ -304,7 +304,7 @@ def main(argv=None) -> int:
         return 2
 
     t0, started = time.monotonic(), dt.datetime.now(dt.timezone.utc)
-    budget = Budget(args.budget_s or mode["budget_s"])
+    budget = Budget(mode["budget_s"] if args.budget_s is None else args.budget_s)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1" if args.cpu else "8")}
     run = Runner(args.outdir, budget, env)
     report = {"check": "device_check", "schema": 1, "mode": mode_name, "started_utc": started.isoformat(timespec="seconds"),
