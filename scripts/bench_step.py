@@ -2,6 +2,7 @@
 
     python scripts/bench_step.py --preset cpu --rank 16            # table on stdout (2 CPU cores: ~1-2 min)
     python scripts/bench_step.py --preset cpu --rank 4 --json      # one JSON object on stdout
+    python scripts/bench_step.py --preset cpu --rank 16 4 --json   # one JSON object per rank and line, as each ends
     python scripts/bench_step.py --preset cpu --rank 16 --memory   # optimizer-state bytes vs Appendix E.2 closed forms
     python scripts/bench_step.py --preset smollm2 --rank 4 --methods lora psoft loft_orth_principal  # SmolLM2-135M shapes
     python scripts/bench_step.py --preset llama7b --rank 16        # on a GPU (bf16, LLaMA-7B shapes, shared W0)
@@ -97,6 +98,7 @@ class Bench:
     peak_bytes: int | None = None
     state_bytes: int | None = None
     trainable_params: int | None = None
+    build_s: float | None = None  # wrapping the model (PSOFT's and LOFT's SVDs of W0 happen here)
     after_step: object = None  # the registry's per-step hook (AdaLoRA's rank budget), if any
     ratios: dict = field(default_factory=lambda: {"wall": [], "cpu": []})  # vs the bracketing LoRA samples
     steps: int = 0
@@ -145,13 +147,15 @@ def build(name: str, base: torch.nn.Module, rank: int, dropout: float | None, ba
     model = copy.deepcopy(base, memo=shared)  # own modules, shared frozen weights
     hp = {"lr": float(tcfg.lr), "betas": tuple(tcfg.betas), "eps": float(tcfg.eps),
           "weight_decay": float(tcfg.weight_decay)}
+    t0 = time.perf_counter()
     try:
         method = call_registry(build_method, mcfg, model, rank, hp, batch)
     except Exception as err:  # noqa: BLE001
         return Bench(name, note=f"unavailable: build failed: {type(err).__name__}: {err}".splitlines()[0][:300])
+    sync(batch.device)
     method.model.train()
     return Bench(name, method.model, method.optimizer, trainable_params=method.trainable_params,
-                 after_step=getattr(method, "after_step", None))
+                 build_s=time.perf_counter() - t0, after_step=getattr(method, "after_step", None))
 
 
 def call_registry(build_method, mcfg, model, rank: int, hp: dict, batch: torch.Tensor):
@@ -273,7 +277,7 @@ def run(args) -> dict:
     for b in benches:
         row = {"step_s": med(b.step_s), "opt_step_s": med(b.opt_step_s), "peak_bytes": b.peak_bytes,
                "state_bytes": b.state_bytes, "step_cpu_s": med(b.step_cpu_s),
-               "opt_step_cpu_s": med(b.opt_step_cpu_s), "trainable_params": b.trainable_params}
+               "opt_step_cpu_s": med(b.opt_step_cpu_s), "trainable_params": b.trainable_params, "build_s": b.build_s}
         if b.step_s:
             row["samples"] = {"step_s": [round(x, 5) for x in b.step_s],
                               "step_cpu_s": [round(x, 5) for x in b.step_cpu_s]}
@@ -459,7 +463,8 @@ def formulas_only(args) -> dict:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--rank", type=int, nargs="+", default=[16], dest="ranks",
+                    help="one or more ranks, each a separate run in this process (default: 16)")
     ap.add_argument("--methods", nargs="+", default=METHODS, help="conf/method names (default: %(default)s)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--memory", action="store_true", help="state/peak bytes and closed forms only, no timing")
@@ -483,6 +488,7 @@ def parse_args(argv=None):
                     help="CPU: flush subnormal floats to zero (default on; see the setup note in the JSON)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    args.rank = args.ranks[0]
     if BASELINE not in args.methods:
         args.methods = [BASELINE, *args.methods]
     return args
@@ -490,12 +496,20 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.formulas:
-        res = formulas_only(args)
-        print(json.dumps(res, indent=1) if args.json else "\n".join(formula_table(res["state_formulas"], args.rank)))
-        return
-    res = run(args)
-    print(json.dumps(res, indent=1) if args.json else report(res))
+    for rank in args.ranks:
+        args.rank = rank
+        if args.formulas:
+            res = formulas_only(args)
+            text = "\n".join(formula_table(res["state_formulas"], rank))
+        else:
+            res = run(args)
+            text = report(res)
+            gc.collect()  # this rank's models, before the next rank's memory is measured
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if args.json:  # several ranks: JSON Lines, so a run stopped midway keeps the ranks it finished
+            text = json.dumps(res, indent=None if len(args.ranks) > 1 else 1)
+        print(text, flush=True)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,12 @@ DT = torch.float64
 
 # ------------------------------------------------------------------------ helpers
 def smooth_loss(m, n, seed):
-    """f(W) = 0.5 ||W - T||^2 + 0.3 sum sin(C * W): smooth, non-quadratic."""
+    """f(W) = 0.5 ||W - T||^2 + 0.3 sum sin(C * W): smooth, non-quadratic; evaluated in W's
+    dtype and on W's device (the implementation may run on a GPU in float32)."""
     g = torch.Generator().manual_seed(seed)
     T = torch.randn(m, n, generator=g, dtype=DT)
     C = torch.randn(m, n, generator=g, dtype=DT)
-    return lambda W: 0.5 * ((W - T) ** 2).sum() + 0.3 * torch.sin(C * W).sum()
+    return lambda W: 0.5 * ((W - T.to(W)) ** 2).sum() + 0.3 * torch.sin(C.to(W) * W).sum()
 
 
 def leaf(t):
@@ -44,7 +45,7 @@ def backward_pair(loss_fn, B, A, scale, W0):
     """Autograd gradients of f(W0 + s B A) w.r.t. B and A (what a PEFT model produces)."""
     for p in (B, A):
         p.grad = None
-    loss = loss_fn(W0 + scale * B @ A)
+    loss = loss_fn(W0.to(B) + scale * B @ A)
     loss.backward()
     return loss.detach()
 
@@ -60,11 +61,9 @@ def init_factors(m, n, r, seed, init):
     return B, A
 
 
-def assert_factors(B, A, oracle, scale, step, rtol=1e-7, atol=1e-9):
-    torch.testing.assert_close(scale * B.detach(), oracle.U, rtol=rtol, atol=atol,
-                               msg=lambda s: f"U = s*B differs from the oracle after step {step}: {s}")
-    torch.testing.assert_close(A.detach().T, oracle.V, rtol=rtol, atol=atol,
-                               msg=lambda s: f"V = A^T differs from the oracle after step {step}: {s}")
+def assert_factors(impl, B, A, oracle, scale, step):
+    impl.assert_close(scale * B, oracle.U, msg=lambda s: f"U = s*B differs from the oracle after step {step}: {s}")
+    impl.assert_close(A.T, oracle.V, msg=lambda s: f"V = A^T differs from the oracle after step {step}: {s}")
 
 
 # -------------------------------------------------------------- oracle self-check
@@ -90,7 +89,7 @@ def test_dense_oracle_is_adamw_at_full_rank():
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 @pytest.mark.parametrize("scale", [1.0, 2.5])
 @pytest.mark.parametrize("eps", [1e-8, 1e-3])
-def test_full_rank_recovers_torch_adamw(weight_decay, scale, eps):
+def test_full_rank_recovers_torch_adamw(weight_decay, scale, eps, impl):
     """Section 2.4: with r = m = n and full-rank factors (P_U = P_V = I), LoFT-AdamW on
     (B, A) follows torch.optim.AdamW on the dense W = s B A (W0 = 0) to round-off.
     A non-pair parameter b, coupled to W in the loss, must get plain AdamW with the same
@@ -105,13 +104,13 @@ def test_full_rank_recovers_torch_adamw(weight_decay, scale, eps):
     f = smooth_loss(m, n, 3)
 
     def total_loss(W, b):
-        return f(W) + 0.5 * ((b - tb) ** 2).sum() + 0.2 * (b * torch.tanh(W).sum(1)).sum()
+        return f(W) + 0.5 * ((b - tb.to(b)) ** 2).sum() + 0.2 * (b * torch.tanh(W).sum(1)).sum()
 
     # reference: AdamW on the dense matrix
     W_ref, b_ref = leaf(scale * B0 @ A0), leaf(b0)
     ref = torch.optim.AdamW([W_ref, b_ref], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     # LoFT on the factors
-    B, A, b = leaf(B0), leaf(A0), leaf(b0)
+    B, A, b = impl.leaf(B0), impl.leaf(A0), impl.leaf(b0)
     opt = LoFTAdamW([B, A, b], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                     pairs=[(B, A, scale)])
     for k in range(1, steps + 1):
@@ -122,10 +121,8 @@ def test_full_rank_recovers_torch_adamw(weight_decay, scale, eps):
             p.grad = None
         total_loss(scale * B @ A, b).backward()
         opt.step()
-        torch.testing.assert_close(scale * B.detach() @ A.detach(), W_ref.detach(), rtol=1e-7, atol=1e-9,
-                                   msg=lambda s: f"W differs from AdamW after step {k}: {s}")
-        torch.testing.assert_close(b.detach(), b_ref.detach(), rtol=1e-7, atol=1e-9,
-                                   msg=lambda s: f"non-pair param differs from AdamW after step {k}: {s}")
+        impl.assert_close(scale * B @ A, W_ref.detach(), msg=lambda s: f"W differs from AdamW after step {k}: {s}")
+        impl.assert_close(b, b_ref.detach(), msg=lambda s: f"non-pair param differs from AdamW after step {k}: {s}")
 
 
 # ----------------------------------------------- 2. low rank == dense eq. (9)
@@ -141,7 +138,7 @@ LOW_RANK_CASES = [
 
 
 @pytest.mark.parametrize("m,n,r,init,scale,weight_decay,eps", LOW_RANK_CASES)
-def test_low_rank_matches_dense_eq9(m, n, r, init, scale, weight_decay, eps):
+def test_low_rank_matches_dense_eq9(m, n, r, init, scale, weight_decay, eps, impl):
     """Eq. (8)-(9) with Building Block 5: at low rank each step equals the dense
     definition built from sequentially projected gradients g_i^V = G_i P_{V_i}...P_{V_k}
     (resp. G_i^T P_{U_i}...P_{U_k}), followed by the projection onto the fixed factor's
@@ -153,14 +150,14 @@ def test_low_rank_matches_dense_eq9(m, n, r, init, scale, weight_decay, eps):
     W0 = torch.randn(m, n, generator=torch.Generator().manual_seed(4), dtype=DT)
     f = smooth_loss(m, n, seed=m * n)
     oracle = DenseLoFTAdamW(scale * B0, A0.T, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-    B, A = leaf(B0), leaf(A0)
+    B, A = impl.leaf(B0), impl.leaf(A0)
     opt = LoFTAdamW([B, A], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                     pairs=[(B, A, scale)])
     for k in range(1, steps + 1):
         oracle.step(dense_grad(f, W0 + oracle.U @ oracle.V.T))
         backward_pair(f, B, A, scale, W0)
         opt.step()
-        assert_factors(B, A, oracle, scale, k)
+        assert_factors(impl, B, A, oracle, scale, k)
 
 
 def test_lora_init_first_step_is_a_noop_and_second_moves_B_only():
@@ -202,7 +199,7 @@ def test_alternation_moves_one_factor_per_step(weight_decay):
 @pytest.mark.parametrize("calibrate_momentum,calibrate_second_moment",
                          [(False, True), (True, False), (False, False)])
 @pytest.mark.parametrize("init", ["random", "lora"])
-def test_calibration_ablations_match_dense_definition(calibrate_momentum, calibrate_second_moment, init):
+def test_calibration_ablations_match_dense_definition(calibrate_momentum, calibrate_second_moment, init, impl):
     """Building Blocks 3 and 4 switched off: skipping the recalibration (C = I in
     Algorithm 1, lines 9-12) means the step-i gradient enters the moments as
     G_i V_i (V_i^T V_i)^+ V_k^T instead of the sequential projection g_i^V."""
@@ -213,7 +210,7 @@ def test_calibration_ablations_match_dense_definition(calibrate_momentum, calibr
     oracle = DenseLoFTAdamW(B0, A0.T, lr=lr, calibrate_momentum=calibrate_momentum,
                             calibrate_second_moment=calibrate_second_moment)
     full = DenseLoFTAdamW(B0, A0.T, lr=lr)
-    B, A = leaf(B0), leaf(A0)
+    B, A = impl.leaf(B0), impl.leaf(A0)
     opt = LoFTAdamW([B, A], lr=lr, pairs=[(B, A)], calibrate_momentum=calibrate_momentum,
                     calibrate_second_moment=calibrate_second_moment)
     W0 = torch.zeros(m, n, dtype=DT)
@@ -222,12 +219,29 @@ def test_calibration_ablations_match_dense_definition(calibrate_momentum, calibr
         full.step(dense_grad(f, full.U @ full.V.T))
         backward_pair(f, B, A, 1.0, W0)
         opt.step()
-        assert_factors(B, A, oracle, 1.0, k)
+        assert_factors(impl, B, A, oracle, 1.0, k)
     # the ablation must actually change the trajectory (otherwise this test proves nothing)
     assert (oracle.U - full.U).abs().max() > 1e-6 or (oracle.V - full.V).abs().max() > 1e-6
 
 
-def test_loft_simple_is_factor_space_adam_on_calibrated_scaled_gradients():
+def test_tolerance_rejects_a_wrong_definition(impl):
+    """The comparison must be able to fail at the tolerance in use (float32 on a GPU included):
+    LoFT without second-moment calibration, checked against the full definition, is caught."""
+    m, n, r = 7, 6, 2
+    B0, A0 = init_factors(m, n, r, seed=21, init="random")
+    f = smooth_loss(m, n, seed=22)
+    oracle = DenseLoFTAdamW(B0, A0.T, lr=0.03)
+    B, A = impl.leaf(B0), impl.leaf(A0)
+    opt = LoFTAdamW([B, A], lr=0.03, pairs=[(B, A)], calibrate_second_moment=False)
+    with pytest.raises(AssertionError, match="differs from the oracle"):
+        for k in range(1, 11):
+            oracle.step(dense_grad(f, oracle.U @ oracle.V.T))
+            backward_pair(f, B, A, 1.0, torch.zeros(m, n, dtype=DT))
+            opt.step()
+            assert_factors(impl, B, A, oracle, 1.0, k)
+
+
+def test_loft_simple_is_factor_space_adam_on_calibrated_scaled_gradients(impl):
     """LoFT (simple), Appendix E.2: project_update=False, calibrate_second_moment=False is
     Adam in factor space on the scaled (BB 2), momentum-calibrated (BB 3) gradients."""
     m, n, r = 8, 5, 2
@@ -235,14 +249,14 @@ def test_loft_simple_is_factor_space_adam_on_calibrated_scaled_gradients():
     B0, A0 = init_factors(m, n, r, seed=31, init="random")
     f = smooth_loss(m, n, seed=32)
     oracle = FactorLoFTSimple(B0, A0.T, lr=lr, weight_decay=wd)
-    B, A = leaf(B0), leaf(A0)
+    B, A = impl.leaf(B0), impl.leaf(A0)
     opt = LoFTAdamW([B, A], lr=lr, weight_decay=wd, pairs=[(B, A)],
                     project_update=False, calibrate_second_moment=False)
     for k in range(1, steps + 1):
         oracle.step(dense_grad(f, oracle.U @ oracle.V.T))
         backward_pair(f, B, A, 1.0, torch.zeros(m, n, dtype=DT))
         opt.step()
-        assert_factors(B, A, oracle, 1.0, k)
+        assert_factors(impl, B, A, oracle, 1.0, k)
 
 
 def test_project_update_false_requires_no_second_moment_calibration():
@@ -294,13 +308,13 @@ def test_ablation_runs_finite_and_differs_from_full_loft(flags):
 
 
 # ------------------------------------- 4. float32 stability on the Figure 2 problem
-def _figure2(dtype, lr, steps=100, method="loft"):
+def _figure2(dtype, lr, steps=100, method="loft", device="cpu"):
     m, n, r = 1024, 512, 8
     g = torch.Generator().manual_seed(0)
     X = torch.randn(m, 8, generator=g, dtype=DT)
     Y = torch.randn(n, 8, generator=g, dtype=DT)
-    target = (X @ Y.T / math.sqrt(8)).to(dtype)
-    A_init = kaiming_uniform_like_peft(r, n, g).to(dtype)
+    target = (X @ Y.T / math.sqrt(8)).to(device, dtype)
+    A_init = kaiming_uniform_like_peft(r, n, g).to(device, dtype)
 
     def f(W):
         return ((W - target) ** 2).sum()
@@ -315,7 +329,7 @@ def _figure2(dtype, lr, steps=100, method="loft"):
         return f(W.detach()).item()
     if method == "initial":
         return f(torch.zeros(m, n, dtype=dtype)).item()
-    B = torch.zeros(m, r, dtype=dtype, requires_grad=True)
+    B = torch.zeros(m, r, dtype=dtype, device=device, requires_grad=True)
     A = A_init.clone().requires_grad_(True)
     opt = LoFTAdamW([B, A], lr=lr, weight_decay=0.0, pairs=[(B, A)])
     for _ in range(steps):
@@ -326,14 +340,14 @@ def _figure2(dtype, lr, steps=100, method="loft"):
 
 
 @pytest.mark.parametrize("lr", [0.05, 0.01])
-def test_figure2_float32_tracks_float64(lr):
+def test_figure2_float32_tracks_float64(lr, impl):
     """Section 2.5 / Figure 2: f(W) = ||W - A||_F^2, rank(A) = r = 8, m = 1024, n = 512,
     LoRA init, Adam lr tuned for full fine-tuning. In float32 the reconstructed second
     moment can reach 0 (or go negative) where the momentum is not 0, and a naive
     implementation diverges within a few steps (checked while writing this test). Float32 must stay finite and within 2x of
     float64, and float64 LoFT must track full fine-tuning (within 2x of its loss)."""
     loss64 = _figure2(torch.float64, lr)
-    loss32 = _figure2(torch.float32, lr)
+    loss32 = _figure2(torch.float32, lr, device=impl.device)
     full64 = _figure2(torch.float64, lr, method="full")
     initial = _figure2(torch.float64, lr, method="initial")
     assert math.isfinite(loss32)
@@ -343,7 +357,7 @@ def test_figure2_float32_tracks_float64(lr):
 
 
 # ------------------------------------------------- several pairs in one optimizer
-def test_several_pairs_evolve_independently():
+def test_several_pairs_evolve_independently(impl):
     """Each pair is its own LoFT problem: with three pairs in one optimizer (two of the
     same shape with different scales, one of another shape, plus a LoRA-init pair) and a
     loss that is a sum over layers, every pair follows its own dense eq. (9) trajectory."""
@@ -353,7 +367,7 @@ def test_several_pairs_evolve_independently():
     layers = []
     for j, (m, n, r, init, scale) in enumerate(specs):
         B0, A0 = init_factors(m, n, r, seed=50 + j, init=init)
-        layers.append(dict(scale=scale, f=smooth_loss(m, n, seed=60 + j), B=leaf(B0), A=leaf(A0),
+        layers.append(dict(scale=scale, f=smooth_loss(m, n, seed=60 + j), B=impl.leaf(B0), A=impl.leaf(A0),
                            oracle=DenseLoFTAdamW(scale * B0, A0.T, lr=lr, weight_decay=0.05)))
     params = [p for L in layers for p in (L["B"], L["A"])]
     opt = LoFTAdamW(params, lr=lr, weight_decay=0.05,
@@ -366,4 +380,4 @@ def test_several_pairs_evolve_independently():
         for L in layers:
             o = L["oracle"]
             o.step(dense_grad(L["f"], o.U @ o.V.T))
-            assert_factors(L["B"], L["A"], o, L["scale"], k)
+            assert_factors(impl, L["B"], L["A"], o, L["scale"], k)
