@@ -163,7 +163,7 @@ def e2e_step(run: Runner, mode: dict, work: Path) -> dict:
     out = {k: res[k] for k in STEP_FIELDS if k in res}
     out["data"] = data_note
     runs = {}
-    for path in re.findall(r"^record: (.+)$", as_text(res.get("stdout")), flags=re.M):  # names are (b)'s to choose
+    for path in re.findall(r"^record: (.+?)(?: \(status \w+\))?$", as_text(res.get("stdout")), flags=re.M):  # the runner prints "record: PATH (status S)"
         rec = json.loads(Path(path).read_text())
         loss = [x for x in rec.get("history", {}).get("loss", []) if x is not None]
         runs[rec["method"]] = {
