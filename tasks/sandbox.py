@@ -151,15 +151,17 @@ def bwrap_command(limits: SandboxLimits, hide: tuple[str, ...]) -> list[str]:
             cmd += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
-    parents = sorted({str(a) for t in trees for a in Path(t).parents if str(a) != "/"})
+    # the scratch first: a Python tree under /tmp (a venv in a checkout there) is bound on top of it
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(int(limits.scratch_mb) << 20),
+            "--tmpfs", "/tmp"]  # 1777: uid 65534 writes there after setpriv
+    parents = sorted({str(a) for t in trees for a in Path(t).parents if str(a) not in ("/", "/tmp")})
     for folder in parents:  # 0755: bwrap would make a bind's missing parents 0700, closed to uid 65534
         cmd += ["--dir", folder]
     for tree in trees:
         cmd += ["--ro-bind", tree, tree]
     for path in _visible(hide, trees):
         cmd += ["--tmpfs", path, "--remount-ro", path]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(int(limits.scratch_mb) << 20),
-            "--tmpfs", "/tmp", "--chdir", "/tmp"]  # 1777: uid 65534 writes there after setpriv
+    cmd += ["--chdir", "/tmp"]
     return cmd + (_drop_root() if root else []) + _candidate_argv(exe)
 
 
@@ -170,15 +172,18 @@ def unshare_command(limits: SandboxLimits, hide: tuple[str, ...]) -> list[str]:
     q = shlex.quote
     covered = sorted(d for d in os.listdir("/") if d not in SYSTEM_DIRS + ("dev", "proc", "sys", "tmp")
                      and os.path.isdir("/" + d) and not os.path.islink("/" + d))
-    lines = ["set -e", "mount -t tmpfs tmpfs /tmp"]  # a staging area for the Python trees
-    lines += [f"mkdir /tmp/{i} && mount --rbind {q(t)} /tmp/{i}" for i, t in enumerate(trees)]
+    # stage the Python trees under /dev/shm (a mount point that holds none of them), then cover the
+    # top-level folders and /tmp (the scratch) and move the trees back on top: a tree may lie under /tmp
+    stage = "/dev/shm"
+    lines = ["set -e", f"mount -t tmpfs tmpfs {stage}"]
+    lines += [f"mkdir {stage}/{i} && mount --rbind {q(t)} {stage}/{i}" for i, t in enumerate(trees)]
     lines += [f"mount -t tmpfs -o mode=755 tmpfs {q('/' + d)}" for d in covered]
-    lines += [f"mkdir -p {q(t)} && mount --move /tmp/{i} {q(t)}" for i, t in enumerate(trees)]
+    lines += [f"mount -t tmpfs -o size={int(limits.scratch_mb)}m,mode=1777 tmpfs /tmp"]
+    lines += [f"mkdir -p {q(t)} && mount --move {stage}/{i} {q(t)}" for i, t in enumerate(trees)]
     lines += [f"mount -t tmpfs -o ro tmpfs {q(h)}" for h in _visible(hide, trees)]
-    lines += ["umount /tmp",
-              "awk '$5 != \"/proc\" && $5 !~ /^\\/proc\\// {print $5}' /proc/self/mountinfo | "
+    lines += [f"umount {stage}",
+              "awk '$5 != \"/proc\" && $5 != \"/tmp\" && $5 !~ /^\\/proc\\// {print $5}' /proc/self/mountinfo | "
               "while read -r m; do mount -o remount,bind,ro \"$m\" 2>/dev/null || true; done",
-              f"mount -t tmpfs -o size={int(limits.scratch_mb)}m,mode=1777 tmpfs /tmp",
               # refuse to start if any mount other than /proc and the scratch folder is still writable
               "awk '{opt[$5] = $6} END {for (m in opt) if (m != \"/tmp\" && m != \"/proc\" && m !~ /^\\/proc\\// "
               "&& opt[m] !~ /(^|,)ro(,|$)/) bad = 1; exit bad}' /proc/self/mountinfo || exit 97",
