@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.base import DataMissingError, ModelBundle, Task
+from tasks.data_files import read_jsonl
 from tasks.generation import GenerationSettings, SupervisedData, SupervisedLMTask, Timer, alpaca_prompt, generate
 from tasks.sandbox import ExecResult, Job, Sandbox, SandboxLimits
 
@@ -317,8 +318,7 @@ class HumanEvalTask(SupervisedLMTask):
     def _train_rows(self, data_dir: Path) -> list[dict] | None:
         path = data_dir / self.train_file
         if self.source != "hub" and path.is_file():
-            with open(path, encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
+            return read_jsonl(path, f"python scripts/prepare_data.py codefeedback --data-dir {data_dir}")
         if self.source == "local":
             return None
         from loft.models import hub_reachable

@@ -140,6 +140,15 @@ def test_commonsense_partial_copy_is_refused_but_a_smaller_eval_limit_reads_it(t
         task_from("task=arc_c", "task.source=local", "task.max_train_samples=10")._read_set(data, "arc_c", "train")
 
 
+def test_humaneval_training_jsonl_cut_mid_line_names_the_file(tmp_path):
+    path = tmp_path / "codefeedback/python.jsonl"
+    path.parent.mkdir()
+    path.write_text('{"query": "q", "answer": "a"}\n{"query": "q", "ans')
+    task = task_from("task=humaneval", "task.source=local")
+    with pytest.raises(DataCorruptError, match=rf"^{path} is damaged \(line 2: .*prepare_data.py codefeedback"):
+        task._train_rows(tmp_path)
+
+
 def test_jsonl_cut_mid_line_names_the_line_and_at_a_line_end_the_count(tmp_path):
     data = data_copy(tmp_path, "gsm8k/test.jsonl")
     path = data / "gsm8k/test.jsonl"
