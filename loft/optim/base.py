@@ -256,3 +256,20 @@ class LowRankPairOptimizer(torch.optim.Optimizer):
                 for k, v in st.items():
                     if torch.is_tensor(v) and not is_dtensor(v) and v.shape == p.shape:
                         st[k] = distribute_tensor(v, p.device_mesh, p.placements, src_data_rank=None)
+
+
+class AdamPairOptimizer(LowRankPairOptimizer):
+    """What the AdamW-type pair optimizers (LoFT-AdamW, LoRA-Pro) share: their hyperparameters,
+    checked in one place, and plain AdamW for the parameters outside a pair."""
+
+    @staticmethod
+    def adam_defaults(name: str, lr: float, betas, eps: float, weight_decay: float) -> dict:
+        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid {name} hyperparameters lr={lr} betas={betas} eps={eps} wd={weight_decay}")
+        return dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+    def _plain_hypers(self, group: dict) -> dict:
+        return {k: group[k] for k in ("lr", "betas", "eps", "weight_decay")}
+
+    def _make_plain_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(groups)

@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .base import Factors, LowRankPairOptimizer
+from .base import AdamPairOptimizer, Factors
 from .packed import congruence_matrix, pack_outer_accumulate_, packed_size, reconstruction_matrix
 from .pairs import PairGroup
 
@@ -42,7 +42,7 @@ def adam_moment_bound(beta1: float, beta2: float, step: int) -> float:
     return (1 - beta1) ** 2 / (1 - beta2) * series
 
 
-class LoFTAdamW(LowRankPairOptimizer):
+class LoFTAdamW(AdamPairOptimizer):
     def __init__(
         self,
         params: Iterable,
@@ -59,8 +59,7 @@ class LoFTAdamW(LowRankPairOptimizer):
         projected_clipping: bool = True,
         chunk_elements: int | None = None,
     ):
-        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"invalid LoFTAdamW hyperparameters lr={lr} betas={betas} eps={eps} wd={weight_decay}")
+        defaults = self.adam_defaults("LoFTAdamW", lr, betas, eps, weight_decay)
         if calibrate_second_moment and not project_update:
             raise ValueError(
                 "calibrate_second_moment needs project_update=True (the cross terms only serve the "
@@ -70,14 +69,7 @@ class LoFTAdamW(LowRankPairOptimizer):
         self.calibrate_second_moment = calibrate_second_moment
         self.project_update = project_update
         self.chunk_elements = chunk_elements
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         super().__init__(params, defaults, pairs, alternate, scale_gradients, projected_clipping)
-
-    def _plain_hypers(self, group: dict) -> dict:
-        return {k: group[k] for k in ("lr", "betas", "eps", "weight_decay")}
-
-    def _make_plain_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(groups)
 
     def _init_state(self, g: PairGroup, f: Factors) -> dict[str, torch.Tensor]:
         second = packed_size(f.U.shape[-1]) if self.project_update else f.U.shape[-1]

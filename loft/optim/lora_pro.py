@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .base import LowRankPairOptimizer
+from .base import AdamPairOptimizer
 from .pairs import PairGroup
 
 MODES = ("full", "efficient")
@@ -76,7 +76,7 @@ def equivalent_gradient(B: torch.Tensor, A: torch.Tensor, g_B: torch.Tensor, g_A
     return scale * (B @ g_A + g_B @ A)
 
 
-class LoRAProAdamW(LowRankPairOptimizer):
+class LoRAProAdamW(AdamPairOptimizer):
     """AdamW for LoRA pairs with LoRA-Pro's gradient adjustment; parameters outside a pair
     (a task head, biases) get plain AdamW. Same calling convention as LoFTAdamW."""
 
@@ -93,20 +93,12 @@ class LoRAProAdamW(LowRankPairOptimizer):
         mode: str = "full",
         x_mode: str = "sylvester",
     ):
-        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"invalid LoRAProAdamW hyperparameters lr={lr} betas={betas} eps={eps} wd={weight_decay}")
+        defaults = self.adam_defaults("LoRAProAdamW", lr, betas, eps, weight_decay)
         if mode not in MODES or x_mode not in X_MODES:
             raise ValueError(f"LoRAProAdamW mode={mode!r} x_mode={x_mode!r}: use mode in {MODES}, x_mode in {X_MODES}")
         self.mode, self.x_mode = mode, x_mode
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         # Both factors move every step; clipping is the plain global norm of LoRA's gradients.
         super().__init__(params, defaults, pairs, alternate=False, scale_gradients=False, projected_clipping=False)
-
-    def _plain_hypers(self, group: dict) -> dict:
-        return {k: group[k] for k in ("lr", "betas", "eps", "weight_decay")}
-
-    def _make_plain_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(groups)
 
     def _stacked(self, g: PairGroup):
         dtype = self._work_dtype(g.Bs[0])
