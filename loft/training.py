@@ -67,7 +67,7 @@ def total_steps(tcfg, num_examples: int) -> int:
 
 def accumulation_steps(tcfg, world_size: int = 1) -> int:
     """Micro batches per rank per step: batch_size = micro_batch_size x accumulation x world_size."""
-    micro = tcfg.micro_batch_size or tcfg.batch_size // world_size
+    micro = micro_batch_size(tcfg, world_size)
     if tcfg.batch_size % (micro * world_size):
         raise ConfigError(f"trainer.batch_size={tcfg.batch_size} is not a multiple of trainer.micro_batch_size={micro} "
                           f"x {world_size} processes")
