@@ -8,10 +8,8 @@ replaced atomically, so an interruption at any moment leaves the previous checkp
 """
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
                                                      set_model_state_dict, set_optimizer_state_dict)
 
+from loft.records import atomic_path
 from loft.distributed import is_sharded, unwrap
 from loft.errors import ConfigError, DamagedFileError
 
@@ -73,16 +72,8 @@ def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = 
                "callbacks": callbacks.state_dict() if keep_callbacks else {}}
     if not write:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
+    with atomic_path(path, ".pt") as tmp:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; records are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load(path: Path, model, optimizer, scheduler, callbacks=None) -> dict:

@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -97,20 +98,28 @@ def git_sha(repo: Path | None = None) -> str | None:
     return sha + (f"-dirty.{hashlib.sha1(diff).hexdigest()[:8]}" if diff else "")
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers never see half a record."""
+@contextmanager
+def atomic_path(path: Path, suffix: str):
+    """A temp file beside `path` to write into; renamed over `path` (readable by all) only when the
+    block succeeds, so readers never see half a file and a failure leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; records are meant to be shared
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; records and checkpoints are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers never see half a record."""
+    with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
+        json.dump(payload, f, indent=1, default=str)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def columnar(history: list[dict]) -> dict[str, list]:
