@@ -19,8 +19,8 @@ import tempfile
 import torch
 
 from loft.errors import ConfigError
+from loft.validation import QUANTIZATIONS as KINDS  # defined where configs are checked (no torch there)
 
-KINDS = ("none", "nf4", "fp4")
 CAUSAL_LOADERS = ("tiny_llama", "smollm2", "hf_causal_lm")
 
 

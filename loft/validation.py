@@ -20,7 +20,7 @@ from loft.errors import ConfigError
 
 MODEL_KINDS = ("causal_lm", "seq_cls", "image_cls", "matrix")
 RESUME = ("auto", "true", "false")
-QUANTIZATIONS = ("none", "nf4", "fp4")  # loft/quantization.KINDS, named here so validation imports no torch
+QUANTIZATIONS = ("none", "nf4", "fp4")  # model.quantization (loft/quantization.py loads them)
 MAX_SEED = 2**32 - 1  # numpy's seed range (transformers.set_seed seeds numpy too)
 
 
