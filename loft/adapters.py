@@ -31,7 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from loft.distributed import sharding_engine
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 
 RUN_INFO = "run_info.json"
 FORMATS = ("peft", "loft_orth")  # the adapter kinds that save (the format is named after the kind)
@@ -195,6 +195,7 @@ def base_bundle(folder: Path, device: str = "cpu"):
     import hydra
 
     from loft.config import register_resolvers
+    from loft.models import load_model
     from loft.runner import resolve_dtype
 
     register_resolvers()
@@ -202,7 +203,7 @@ def base_bundle(folder: Path, device: str = "cpu"):
     if not config:
         raise ConfigError(f"{folder} has no {RUN_INFO}: load its base yourself (adapter_config.json names it)")
     task = hydra.utils.instantiate(config["task"], _recursive_=False, _convert_="all")
-    bundle = task.build_model(OmegaConf.create(config["model"]))
+    bundle = load_model(OmegaConf.create(config["model"]), **task.model_args())
     bundle.model.to(device=device, dtype=resolve_dtype(config["trainer"]["dtype"], torch.device(device)))
     return bundle
 

@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 
 from loft.records import atomic_path
 from loft.distributed import is_sharded, unwrap
-from loft.errors import ConfigError, DamagedFileError
+from loft.core.errors import ConfigError, DamagedFileError
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

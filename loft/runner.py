@@ -19,9 +19,10 @@ import transformers
 from omegaconf import DictConfig, OmegaConf
 
 from loft import adapters, quantization, schema
-from loft.errors import ConfigError, DamagedFileError, TrainingDiverged
+from loft.core.errors import ConfigError, DamagedFileError, TrainingDiverged
 from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
+from loft.models import load_model
 from loft.variant import variant_of
 from loft.records import RunKey, columnar, config_hash, git_sha, versions, write_json_atomic
 from loft.tracking import Tracker
@@ -108,7 +109,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     device = world_device or resolve_device(cfg.trainer.device)
     dtype = resolve_dtype(cfg.trainer.dtype, device)
     task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
-    bundle = task.build_model(cfg.model)
+    bundle = load_model(cfg.model, **task.model_args())
     sharded = world.size > 1 and sharding_engine() == "fsdp"  # fully_shard moves each shard to the GPU itself
     # a 4-bit base keeps its codes; under FSDP the model stays on the CPU (70B does not fit one GPU whole)
     quantization.place(bundle.model, torch.device("cpu") if sharded else device, dtype)

@@ -27,7 +27,7 @@ from transformers import get_scheduler
 
 from loft import checkpoint
 from loft.distributed import World, gradient_sync, mean_over_ranks, shard
-from loft.errors import ConfigError, TrainingDiverged
+from loft.core.errors import ConfigError, TrainingDiverged
 from loft.train.callbacks import Callbacks, EpochClock, micro_batches_per_epoch
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from loft.config_schema import LoftConfig
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 
 MODEL_KINDS = ("causal_lm", "seq_cls", "image_cls", "matrix")
 RESUME = ("auto", "true", "false")

@@ -29,7 +29,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 
 
 def _freeze_backbone(model: nn.Module, head_modules: list[str]) -> None:

@@ -5,7 +5,7 @@ model. `run.py` builds the model from `conf/model/`, wraps it with the method, t
 drives the task through the generic loop in `loft/training.py`:
 
     task = hydra.utils.instantiate(cfg.task, _recursive_=False)
-    bundle = task.build_model(cfg.model)                 # or loft.models.load(cfg.model)
+    bundle = loft.models.load_model(cfg.model, **task.model_args())   # the runner builds it
     for micro_batch in task.train_batches(micro_batch_size, seed): ...
         loss = task.loss(model, micro_batch)
     metrics = task.evaluate(model)                      # dict of floats (after task.callbacks() ran)
@@ -13,28 +13,11 @@ drives the task through the generic loop in `loft/training.py`:
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 
-class DataMissingError(FileNotFoundError):
-    """A data file the task needs is absent; the message names the prepare command."""
-
-
-class DataCorruptError(DataMissingError):
-    """A data file is there but damaged (unreadable, or cut short); the message names it and the fix."""
-
-
-@dataclass
-class ModelBundle:
-    """What a model loader returns: the module, its tokenizer (or None) and the default
-    names of the linear layers a low-rank method adapts."""
-
-    model: Any
-    tokenizer: Any = None
-    target_modules: list[str] = field(default_factory=list)
-    name: str = ""
-    head_modules: list[str] = field(default_factory=list)  # task heads trained in full (e.g. "classifier")
+from loft.core.bundle import ModelBundle  # noqa: F401  (tasks import these from here)
+from loft.core.errors import ConfigError, DataCorruptError, DataMissingError  # noqa: F401
 
 
 class Task:
@@ -50,11 +33,10 @@ class Task:
         self.notes.append(text)
         print(f"note [{self.name}]: {text}", file=sys.stderr)
 
-    def build_model(self, model_cfg) -> ModelBundle:
-        """Most tasks use the shared loader; matfac overrides this (its 'model' is W)."""
-        from loft.models import load_model
-
-        return load_model(model_cfg)
+    def model_args(self) -> dict:
+        """What the model loader needs from the task (e.g. {"num_labels": 3} for a classifier);
+        the runner builds the model, a task never does."""
+        return {}
 
     def setup(self, bundle: ModelBundle, data_dir: str) -> None:
         """Load/tokenise data. Raise DataMissingError naming the fix when files are absent."""

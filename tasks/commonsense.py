@@ -324,7 +324,7 @@ class CommonsenseTask(SupervisedLMTask):
         if self.source == "local":
             return False
         if getattr(self, "_hub", None) is None:  # one probe per task, not one per missing file
-            from loft.models import hub_reachable
+            from loft.core.hub import hub_reachable
 
             self._hub = hub_reachable()
         return self._hub

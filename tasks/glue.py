@@ -243,10 +243,8 @@ class GlueTask(SelectionTask):
         self.max_train_samples, self.eval_limit = max_train_samples, eval_limit
         self.halves = HalfSplit(selection, eval_every, selection_seed)
 
-    def build_model(self, model_cfg) -> ModelBundle:
-        from loft.models import load_model
-
-        return load_model(model_cfg, num_labels=self.spec.num_labels)
+    def model_args(self) -> dict:
+        return {"num_labels": self.spec.num_labels}
 
     # --- data --------------------------------------------------------------------------
 
@@ -272,7 +270,7 @@ class GlueTask(SelectionTask):
             return texts, labels
         why = "hub not tried (source=local)"
         if self.source != "local":
-            from loft.models import hub_reachable
+            from loft.core.hub import hub_reachable
 
             why = "hub unreachable"
             if hub_reachable():

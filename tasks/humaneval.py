@@ -321,7 +321,7 @@ class HumanEvalTask(SupervisedLMTask):
             return read_jsonl(path, f"python scripts/prepare_data.py codefeedback --data-dir {data_dir}")
         if self.source == "local":
             return None
-        from loft.models import hub_reachable
+        from loft.core.hub import hub_reachable
 
         if not hub_reachable():
             return None

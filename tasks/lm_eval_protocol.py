@@ -65,7 +65,7 @@ def harness_config(harness_task: str, docs: list[dict]) -> dict:
 def use_hub(data: str) -> bool:
     """`data`: hub, local, or auto (the hub when reachable)."""
     if data == "auto":
-        from loft.models import hub_reachable
+        from loft.core.hub import hub_reachable
 
         return hub_reachable()
     return data == "hub"

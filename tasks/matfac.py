@@ -1,9 +1,7 @@
 """The LoFT paper's simulated experiment (Section 2.5, Figure 2).
 
-f(W) = ||W - A||_F^2 with rank(A) = r, W in R^{m x n}, W0 = 0. W is an ordinary nn.Linear,
-so every method (full, LoRA, LoFT, DoRA, ...) adapts it through the same code path as a
-language model; the "forward pass" reads the effective weight off the layer by feeding the
-identity, which works for any adapter that wraps a Linear.
+f(W) = ||W - A||_F^2 with rank(A) = r, W in R^{m x n}, W0 = 0. The task holds the target A;
+the model (`model=matfac`, loft/models.py's `MatFacModel`) is the matrix W.
 """
 from __future__ import annotations
 
@@ -12,22 +10,7 @@ from typing import Iterator
 
 import torch
 
-from .base import ModelBundle, Task
-
-
-class MatFacModel(torch.nn.Module):
-    def __init__(self, m: int, n: int):
-        super().__init__()
-        self.W = torch.nn.Linear(n, m, bias=False)
-        torch.nn.init.zeros_(self.W.weight)  # the paper starts from W = 0
-
-    def effective_weight(self) -> torch.Tensor:
-        p = next(self.parameters())
-        eye = torch.eye(self.W.in_features, dtype=p.dtype, device=p.device)
-        return self.W(eye).T  # Linear(x) = x W^T, so W(I)^T = W (plus any adapter delta)
-
-    def forward(self, *_args, **_kwargs) -> torch.Tensor:
-        return self.effective_weight()
+from tasks.base import ModelBundle, Task
 
 
 class MatFacTask(Task):
@@ -39,11 +22,6 @@ class MatFacTask(Task):
         self.target_seed = target_seed
         self.reference = full_ft_reference  # {lr, steps, betas, eps}: Figure 2's yardstick, or None
         self.target = None
-
-    def build_model(self, model_cfg) -> ModelBundle:
-        if model_cfg.get("loader") != "matfac":
-            raise ValueError(f"task=matfac optimises a matrix, not model={model_cfg.name}; use model=matfac")
-        return ModelBundle(MatFacModel(model_cfg.m, model_cfg.n), None, ["W"], "matfac")
 
     def setup(self, bundle: ModelBundle, data_dir: str) -> None:
         layer = bundle.model.W

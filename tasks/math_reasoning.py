@@ -337,7 +337,7 @@ class MathReasoningTask(SupervisedLMTask):
     def _hub_ok(self) -> bool:
         if self.source == "local":
             return False
-        from loft.models import hub_reachable
+        from loft.core.hub import hub_reachable
 
         return hub_reachable()
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
 NOBODY = 65534

@@ -64,10 +64,8 @@ class ImageClassificationTask(SelectionTask):
         self.eval_batch_size, self.subset_seed = int(eval_batch_size), int(subset_seed)
         self.halves = HalfSplit(selection, eval_every, selection_seed)
 
-    def build_model(self, model_cfg) -> ModelBundle:
-        from loft.models import load_model
-
-        return load_model(model_cfg, num_labels=self.num_labels)
+    def model_args(self) -> dict:
+        return {"num_labels": self.num_labels}
 
     def load_split(self, role: str, data_dir: str) -> ImageSource:
         raise NotImplementedError
@@ -170,7 +168,7 @@ def _hub_or_missing(load, local: Path, fix: str, source: str):
     """`load()` from the hub when allowed and reachable, else DataMissingError naming `fix`."""
     why = "hub not tried (source=local)"
     if source != "local":
-        from loft.models import hub_reachable
+        from loft.core.hub import hub_reachable
 
         why = "hub unreachable"
         if hub_reachable():

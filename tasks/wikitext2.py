@@ -81,7 +81,7 @@ class Wikitext2Task(Task):
         split = HUB_SPLITS.get(Path(rel).name)
         why = "not a WikiText-2 split" if split is None else "hub not tried (source=local)"
         if self.source != "local" and split is not None:
-            from loft.models import hub_reachable
+            from loft.core.hub import hub_reachable
 
             why = "hub unreachable"
             if hub_reachable():  # offline, datasets would retry for ~25 s before failing

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 
 try:  # DTensor is what FSDP2 turns parameters into
     from torch.distributed.tensor import DTensor, Shard, distribute_tensor

@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from loft import adapters, runner
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 from loft.tracking import Tracker
 from tests.conftest import REPO, compose_config
 from tests.integration.test_runner import TINY_LM

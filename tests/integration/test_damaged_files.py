@@ -14,7 +14,7 @@ import hydra
 import pytest
 
 from loft.checkpoint import read_checkpoint_progress
-from loft.errors import DamagedFileError
+from loft.core.errors import DamagedFileError
 from loft.runner import run
 from loft.training import Interrupted
 from tasks.base import DataCorruptError

@@ -18,7 +18,7 @@ import sys
 import pytest
 import torch
 
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 from loft.methods import refuse_sharding
 from loft.optim import LoFTAdamW
 from loft.runner import run

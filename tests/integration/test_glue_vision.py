@@ -156,12 +156,12 @@ def test_stsb_regression_and_head_lr_through_the_runner(runs_dir):
     assert set(metrics) >= {"pearson", "spearmanr"} and metrics["eval_examples"] == 40
     assert -1 <= metrics["pearson"] <= 1 and all(math.isfinite(x) for x in record["history"]["loss"])
     assert "selected_step" not in metrics and "selection" not in record
-    bundle = GlueTask(glue_task="stsb").build_model(compose_config("model=minilm_l6").model)
+    bundle = load_model(compose_config("model=minilm_l6").model, **GlueTask(glue_task="stsb").model_args())
     assert bundle.model.num_labels == 1 and bundle.head_modules == ["pooler", "classifier"]
 
 
 def test_minilm_mean_pooling_ignores_padding_also_in_peft_copies():
-    bundle = GlueTask(glue_task="sst2").build_model(compose_config("model=minilm_l6").model)
+    bundle = load_model(compose_config("model=minilm_l6").model, **GlueTask(glue_task="sst2").model_args())
     model, tok = bundle.model.eval(), bundle.tokenizer
     alone = tok(["a gripping, funny film"], return_tensors="pt")
     padded = tok(["a gripping, funny film", "a much longer sentence that forces padding on the first one"],
@@ -265,7 +265,7 @@ def test_domainnet_lists_give_per_domain_accuracy(tmp_path):
             (root / f"{domain}_{split}.txt").write_text("\n".join(lines) + "\n")
     torch.manual_seed(0)
     task = HubImageTask(name="image_domainnet", dataset="domainnet", num_labels=345, hub_dataset=None, source="local")
-    bundle = task.build_model(model_cfg("tiny_vit"))
+    bundle = load_model(model_cfg("tiny_vit"), **task.model_args())
     task.setup(bundle, str(tmp_path))
     assert task.eval.domains == ["clipart"] * 4 + ["sketch"] * 4
     metrics = task.evaluate(bundle.model)
@@ -357,8 +357,8 @@ def test_vpt_inserts_prompts_and_trains(deep):
 
 
 def test_vpt_refuses_a_text_model():
-    from loft.errors import ConfigError
+    from loft.core.errors import ConfigError
 
-    bundle = GlueTask(glue_task="sst2").build_model(compose_config("model=minilm_l6").model)
+    bundle = load_model(compose_config("model=minilm_l6").model, **GlueTask(glue_task="sst2").model_args())
     with pytest.raises(ConfigError, match="VPT prepends prompt tokens to a ViT"):
         build_method(compose_config("model=minilm_l6", "method=vpt").method, bundle.model, _ctx(bundle))

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from loft.errors import ConfigError, TrainingDiverged
+from loft.core.errors import ConfigError, TrainingDiverged
 from loft.runner import run
 from loft.training import Interrupted
 from tests.conftest import compose_config

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from tests.conftest import LM_METHODS, compose_config

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from loft import quantization
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from loft.optim import lora_pairs

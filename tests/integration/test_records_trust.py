@@ -8,7 +8,7 @@ import json
 import pytest
 
 from loft import runner
-from loft.errors import ConfigError, RunLocked, TrainingDiverged
+from loft.core.errors import ConfigError, RunLocked, TrainingDiverged
 from loft.locking import record_lock
 from loft.records import RunKey
 from loft.runner import run

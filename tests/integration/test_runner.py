@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loft.errors import ConfigError, TrainingDiverged
+from loft.core.errors import ConfigError, TrainingDiverged
 from loft.runner import run
 from tasks.base import DataMissingError
 from tests.conftest import DATA_DIR, LM_METHODS, REPO, compose_config

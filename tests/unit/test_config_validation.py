@@ -13,7 +13,7 @@ from hydra.errors import HydraException
 from hydra.utils import get_class
 from omegaconf.errors import OmegaConfBaseException
 
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 from loft.validation import MODEL_KINDS, check_writable, compose_error_line, validate
 from tests.conftest import DATA_DIR, REPO, compose_config
 

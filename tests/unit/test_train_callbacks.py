@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from loft.distributed import World, shard
-from loft.errors import ConfigError
+from loft.core.errors import ConfigError
 from loft.train.callbacks import Callbacks, EpochClock, StepEnd, micro_batches_per_epoch
 from loft.train.selection import HalfSplit, ModelSelection
 from loft.training import _micro_batches

@@ -20,3 +20,11 @@ class TrainingDiverged(RuntimeError):
 
 class DamagedFileError(ConfigError):
     """A checkpoint or record that exists but cannot be read; the message names the file and the fix."""
+
+
+class DataMissingError(FileNotFoundError):
+    """A data or model file the run needs is absent; the message names the prepare command."""
+
+
+class DataCorruptError(DataMissingError):
+    """A data file is there but damaged (unreadable, or cut short); the message names it and the fix."""
