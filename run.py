@@ -46,7 +46,7 @@ def fail(message: str) -> None:
 def main(cfg: DictConfig) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
-    from loft.errors import ConfigError, TrainingDiverged
+    from loft.core.errors import ConfigError, TrainingDiverged
     from loft.validation import compose_error_line, validate
     from tasks.base import DataMissingError
 

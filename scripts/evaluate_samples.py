@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from loft.errors import ConfigError  # noqa: E402
+from loft.core.errors import ConfigError  # noqa: E402
 from tasks.base import DataMissingError  # noqa: E402
 
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from loft import adapters  # noqa: E402
-from loft.errors import ConfigError  # noqa: E402
+from loft.core.errors import ConfigError  # noqa: E402
 
 
 def push(folder: Path, repo_id: str) -> str:
