@@ -1,8 +1,8 @@
 """Download benchmark data into the canonical layout the tasks read (needs the hub).
 
     python scripts/prepare_data.py wikitext2 --data-dir data
-    python scripts/prepare_data.py commonsense --data-dir data      # 8 sets + commonsense_170k.json
-    python scripts/prepare_data.py commonsense --union-from commonsense_170k.json   # the published union
+    python scripts/prepare_data.py commonsense --data-dir data      # 8 sets + commonsense_union_8.json
+    python scripts/prepare_data.py commonsense --union-from commonsense_170k.json   # + the published file
     python scripts/prepare_data.py gsm8k | math500 | metamathqa | orca_math | codefeedback
     python scripts/prepare_data.py glue | vtab | images [--only cola,mnli]   # GLUE tsv; image folders
 
@@ -56,13 +56,14 @@ def prepare_wikitext2(data_dir: Path) -> None:
 
 
 def prepare_commonsense(data_dir: Path, union_from: Path | None = None) -> None:
-    """The eight commonsense sets in the LLM-Adapters format (commonsense/<Set>/{train,test}.json)
-    and their union commonsense/commonsense_170k.json, converted from the canonical hub datasets.
+    """The eight commonsense sets in the LLM-Adapters format (commonsense/<Set>/{train,test}.json),
+    converted from the canonical hub datasets, and their union commonsense/commonsense_union_8.json.
 
-    The union built here has the eight full training splits (about 147.6k rows); the file the
-    papers trained on is LLM-Adapters' ft-training_set/commonsense_170k.json: pass it with
-    --union-from to use it instead (it is validated and copied)."""
-    from tasks.commonsense import ORDER, SETS, UNION_FILE, load_hub_split
+    That union has the eight full training splits (about 147.6k rows) and is not the file the
+    papers trained on, LLM-Adapters' ft-training_set/commonsense_170k.json: pass that with
+    --union-from to validate it and copy it in as commonsense/commonsense_170k.json, the name
+    the task reads first (records name the file they trained on)."""
+    from tasks.commonsense import ORDER, PUBLISHED_FILE, SETS, UNION_8_FILE, load_hub_split
 
     union = []
     for key in ORDER:
@@ -71,13 +72,13 @@ def prepare_commonsense(data_dir: Path, union_from: Path | None = None) -> None:
         write_json(data_dir / "commonsense" / s.folder / "train.json", train)
         write_json(data_dir / "commonsense" / s.folder / "test.json", test)
         union.extend(train)
+    write_json(data_dir / UNION_8_FILE, union)
     if union_from is not None:
         rows = json.loads(Path(union_from).read_text(encoding="utf-8"))
         if not rows or not {"instruction", "output", "answer"} <= set(rows[0]):
             raise SystemExit(f"{union_from} is not in the LLM-Adapters format (instruction/input/output/answer)")
-        union = rows
-        print(f"union: {union_from} ({len(rows):,} rows)")
-    write_json(data_dir / UNION_FILE, union)
+        write_json(data_dir / PUBLISHED_FILE, rows)
+        print(f"published union: {union_from} ({len(rows):,} rows) -> {data_dir / PUBLISHED_FILE}")
 
 
 def prepare_gsm8k(data_dir: Path) -> None:
@@ -194,7 +195,7 @@ PREPARERS = {"wikitext2": prepare_wikitext2, "commonsense": prepare_commonsense,
 ONLY = ("--only", {"type": lambda v: [x.strip() for x in v.split(",") if x.strip()], "default": None,
                    "help": "comma-separated subset (default: all)"})
 OPTIONS = {"commonsense": [("--union-from", {"type": Path, "default": None, "dest": "union_from",
-                                             "help": "use this LLM-Adapters commonsense_170k.json as the union"})],
+                                             "help": "also copy in this LLM-Adapters commonsense_170k.json (the published union)"})],
            **{name: [ONLY] for name in ("glue", "vtab", "images")}}
 
 

@@ -1,6 +1,6 @@
 """Shared pieces of the instruction-tuned LM tasks: prompts, supervised batches, generation.
 
-Used by `tasks/commonsense.py`, `tasks/math_reasoning.py` and `tasks/humaneval.py`.
+Used by `tasks/commonsense/`, `tasks/math_reasoning.py` and `tasks/humaneval.py`.
 
 - `alpaca_prompt`: the Alpaca template (Taori et al. 2023) used by LLM-Adapters/DoRA
   (commonsense), MetaMath (GSM8K/MATH) and our CodeFeedback fine-tune.
@@ -26,7 +26,6 @@ in `scripts/bench_generation.py`, which also reports the agreement).
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ ALPACA_WITH_INPUT = (
 def alpaca_prompt(instruction: str, input: str = "") -> str:
     """The clean Alpaca template (stanford_alpaca `PROMPT_DICT`), the form given in the
     LLM-Adapters paper. Its scripts' strings carry extra indentation: see
-    `tasks.commonsense.reference_prompt` for the byte-exact variant."""
+    `tasks.commonsense.prompts.reference_prompt` for the byte-exact variant."""
     if input:
         return ALPACA_WITH_INPUT.format(instruction=instruction, input=input)
     return ALPACA_NO_INPUT.format(instruction=instruction)
@@ -256,10 +255,6 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSetti
         tokenizer.padding_side = saved_side
         model.train(was_training)
     return results  # type: ignore[return-value]
-
-
-def throughput(n: int, seconds: float) -> float:
-    return n / seconds if seconds > 0 else math.inf
 
 
 class Timer:

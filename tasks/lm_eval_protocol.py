@@ -1,6 +1,7 @@
-"""Second commonsense protocol: lm-evaluation-harness log-likelihood multiple choice.
+"""lm-evaluation-harness on the in-memory model, shared by the commonsense and MGSM tasks.
 
-`task.eval_protocol=lm_eval` scores the same in-memory model (adapter included: a PEFT
+The commonsense protocol (tasks/commonsense/lm_eval.py, `task.eval_protocol=lm_eval`) scores the
+same in-memory model (adapter included: a PEFT
 model is passed as is) with `lm_eval.simple_evaluate(model=HFLM(pretrained=model,
 tokenizer=tokenizer, batch_size=...), tasks=[...], num_fewshot=0)`: for each choice the
 harness sums the log-likelihood of " choice" after its zero-shot prompt; `acc` takes the
@@ -14,7 +15,7 @@ Data:
 - `data=local` (or `auto` offline): the harness' own task configs (prompt, choices,
   target, metrics: loaded from its YAML, `!function`s included) with the dataset swapped
   for the local LLM-Adapters test file converted back to the canonical fields
-  (`tasks.commonsense.from_llm_adapters`) through the config's `custom_dataset` hook, so
+  (`tasks.commonsense.sets.from_llm_adapters`) through the config's `custom_dataset` hook, so
   nothing touches the network. The LLM-Adapters files hold the same splits the harness
   scores (BoolQ/PIQA/SIQA/WinoGrande/HellaSwag validation, ARC/OBQA test, same counts).
   Differences, all from the LLM-Adapters files: BoolQ has no passage (the harness prompt
@@ -24,7 +25,6 @@ Data:
 """
 from __future__ import annotations
 
-import sys
 from functools import lru_cache
 
 LM_EVAL_FIX = "pip install lm-eval==0.4.13"
@@ -88,35 +88,3 @@ def run_harness(model, tokenizer, specs: list, limit: int | None, batch_size: in
                                log_samples=False, bootstrap_iters=0, verbosity="WARNING")
     finally:
         model.train(was_training)
-
-
-def evaluate_commonsense(model, tokenizer, eval_rows: dict[str, list[dict]], data: str = "auto",
-                         batch_size: int = 16, max_length: int | None = None) -> dict[str, float]:
-    """{set: acc, set_acc_norm: ..., set_n: ...} for the sets in `eval_rows` (our keys)."""
-    from tasks.commonsense import SETS, from_llm_adapters
-
-    hub = use_hub(data)
-    specs, names = [], {}
-    for key, rows in eval_rows.items():
-        harness = SETS[key].harness
-        names[harness] = key
-        if hub:
-            specs.append(harness)
-        else:
-            specs.append(harness_config(harness, [from_llm_adapters(key, r) for r in rows]))
-    if not hub and "boolq" in eval_rows:
-        print("note [lm_eval]: local BoolQ has no passages (LLM-Adapters format): question-only scoring",
-              file=sys.stderr)
-    limit = max(len(r) for r in eval_rows.values()) if hub else None
-    out = run_harness(model, tokenizer, specs, limit, batch_size, max_length)
-    metrics: dict[str, float] = {}
-    for harness, res in out["results"].items():
-        key = names.get(harness)
-        if key is None:
-            continue
-        metrics[key] = float(res["acc,none"])
-        if "acc_norm,none" in res:
-            metrics[f"{key}_acc_norm"] = float(res["acc_norm,none"])
-        n = out.get("n-samples", {}).get(harness, {})
-        metrics[f"{key}_n"] = float(n.get("effective", len(eval_rows[key])))
-    return metrics

@@ -3,7 +3,8 @@
 - `HalfSplit` (the task's side): the validation rows are shuffled by `selection_seed` (not the
   run's seed: every method and seed is reported on the same rows) and halved; the first half
   picks the checkpoint, the other half reports it. mode=last: no picking, all rows report.
-- `ModelSelection` (the loop's callback, like Lightning's ModelCheckpoint with mode=max):
+- `ModelSelection` (the loop's callback, like Lightning's ModelCheckpoint with mode=max, or
+  mode=min for a loss):
   scores the model on the selection half at the candidate steps (every `every` steps, or at
   each epoch's end with every=epoch, and always the last step), keeps a snapshot of the best
   trainable tensors, and loads it back when training ends. Candidates come from the loop's
@@ -51,14 +52,19 @@ class HalfSplit:
 class ModelSelection(Callback):
     name = "selection"
 
-    def __init__(self, score: Callable, every, examples: int):
+    def __init__(self, score: Callable, every, examples: int, mode: str = "max", final: bool = True):
+        """mode=min keeps the lowest score (a validation loss); final=False makes the last step a
+        candidate only on an `every` boundary or when there is no other, as HF's Trainer does."""
+        if mode not in ("max", "min"):
+            raise ValueError(f"ModelSelection mode={mode!r}: use max or min")
         self.score, self.every, self.examples = score, every, int(examples)
+        self.sign, self.final = (1.0 if mode == "max" else -1.0), bool(final)
         self.candidates: list[dict] = []  # {"step", "epoch", "score"} in the order scored
         self.best_at: int | None = None  # index of the best candidate
         self.snapshot: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def due(self, at: StepEnd) -> bool:
-        if at.final:
+        if at.final and self.final:
             return True
         if self.every == "epoch":
             return at.epoch_end
@@ -69,7 +75,7 @@ class ModelSelection(Callback):
             self._consider(model, at.step, at.epoch)
 
     def on_train_end(self, model, step: int) -> None:
-        if not self.candidates or self.candidates[-1]["step"] != step:  # e.g. a run of 0 steps
+        if not self.candidates or (self.final and self.candidates[-1]["step"] != step):  # e.g. a run of 0 steps
             self._consider(model, step, None)
         with torch.no_grad():
             for p, saved in self.snapshot:
@@ -78,9 +84,9 @@ class ModelSelection(Callback):
     def _consider(self, model, step: int, epoch: int | None) -> None:
         score = float(self.score(model))
         if math.isnan(score):
-            score = -math.inf  # e.g. Pearson of constant predictions: never better than a number
+            score = -math.inf * self.sign  # e.g. Pearson of constant predictions: never better than a number
         self.candidates.append({"step": step, "epoch": epoch, "score": score})
-        if self.best_at is None or score > self.candidates[self.best_at]["score"]:
+        if self.best_at is None or self.sign * score > self.sign * self.candidates[self.best_at]["score"]:
             self.best_at = len(self.candidates) - 1
             # The same tensor objects as the live model (also through a DDP wrapper): restore by identity.
             self.snapshot = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]

@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO))
 from tests.conftest import DATA_DIR, compose_config  # noqa: E402
 from loft.runner import run  # noqa: E402
 from tasks.base import DataMissingError, ModelBundle  # noqa: E402
-from tasks.commonsense import ORDER, SETS, CommonsenseTask, from_llm_adapters  # noqa: E402
-from tasks.generation import IGNORE_INDEX, GenerationSettings, generate, tokenize_supervised  # noqa: E402
+from tasks.commonsense import ORDER, SETS, CommonsenseTask, dora_holdout, from_llm_adapters, train_pair  # noqa: E402
+from tasks.generation import IGNORE_INDEX, GenerationSettings, collate_right, generate, tokenize_supervised  # noqa: E402
 from tasks.humaneval import HumanEvalTask, check_program, load_plus_problems, load_problems, plus_program  # noqa: E402
 from tasks.sandbox import Sandbox, SandboxUnavailable  # noqa: E402
 from tasks.math_reasoning import MathReasoningTask, orca_split  # noqa: E402
@@ -97,6 +97,65 @@ def test_commonsense170k_offline_partial_union_and_missing_set(tiny):
     assert m["train_sets_missing"] == 4.0 and "hellaswag" not in m
     assert m["avg"] == pytest.approx(np.mean([m[k] for k in ORDER if k != "hellaswag"]))
     assert len(task.predictions) == 14
+
+
+def test_published_file_first_then_the_union_with_a_note_and_the_provenance_of_what_was_read(tiny, tmp_path):
+    import hashlib
+
+    rows = json.loads((DATA_DIR / "commonsense" / "ARC-Easy" / "train.json").read_text())[:30]
+    (tmp_path / "commonsense" / "ARC-Easy").mkdir(parents=True)
+    (tmp_path / "commonsense" / "ARC-Easy" / "test.json").write_text(json.dumps(rows[:2]))
+    union = tmp_path / "commonsense" / "commonsense_union_8.json"
+    union.write_text(json.dumps(rows))
+
+    def setup():
+        task = CommonsenseTask(name="commonsense170k", train_file="commonsense/commonsense_170k.json", source="local",
+                               eval_sets=["arc_e"], train_max_steps=1, eval_limit=1)
+        task.setup(tiny, str(tmp_path))
+        return task
+
+    task = setup()
+    assert task.num_train_examples() == 30 and any("commonsense_union_8.json" in n for n in task.notes)
+    assert task.provenance() == {"train_file": "commonsense_union_8.json", "rows": 30,
+                                 "sha256": hashlib.sha256(union.read_bytes()).hexdigest()}
+    published = tmp_path / "commonsense" / "commonsense_170k.json"
+    published.write_text(json.dumps(rows[:12]))
+    task = setup()
+    assert task.num_train_examples() == 12 and not task.notes
+    assert task.provenance() == {"train_file": "commonsense_170k.json", "rows": 12,
+                                 "sha256": hashlib.sha256(published.read_bytes()).hexdigest()}
+    joined = CommonsenseTask(name="arc_c+obqa", train_sets=["arc_c", "obqa"], eval_sets=["arc_c"], source="local",
+                             train_max_steps=1, eval_limit=1)
+    joined.setup(tiny, str(DATA_DIR))
+    files = [DATA_DIR / "commonsense" / f / "train.json" for f in ("ARC-Challenge", "openbookqa")]
+    assert joined.provenance() == {"train_file": "ARC-Challenge/train.json+openbookqa/train.json",
+                                   "rows": joined.num_train_examples(),
+                                   "sha256": hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()}
+
+
+def test_dora_holdout_equals_datasets_train_test_split_and_selection_restores_the_lowest_loss(tiny):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"i": list(range(500))})
+    split = ds.train_test_split(test_size=120, shuffle=True, seed=42)  # DoRA finetune.py
+    keep, held = dora_holdout(500, 120)
+    assert list(held) == split["test"]["i"] and list(keep) == split["train"]["i"]
+    task = CommonsenseTask(name="arc_e", source="local", val_set_size=10, eval_every=2, train_max_steps=1,
+                           eval_limit=1, max_train_samples=20)
+    task.setup(tiny, str(DATA_DIR))
+    assert task.num_train_examples() == 20 and len(task.val_data) == 10
+    rows = json.loads((DATA_DIR / "commonsense" / "ARC-Easy" / "train.json").read_text())
+    held_rows = [rows[i] for i in dora_holdout(len(rows), 10)[1]]
+    assert task.val_data.pairs == [train_pair(r, "alpaca") for r in held_rows]
+    (selection,) = task.callbacks()
+    assert selection.name == "selection" and selection.every == 2 and selection.examples == 10
+    # the loss is HF's eval_loss: per batch of 8 the mean token loss, weighted by the batch's rows
+    examples = task.val_data.examples
+    by_hand = [tiny.model(**{k: v for k, v in collate_right(examples[i:i + 8], task.val_data.pad_id).items()}).loss
+               for i in (0, 8)]
+    expected = (8 * float(by_hand[0]) + 2 * float(by_hand[1])) / 10
+    assert task.validation_loss(tiny.model) == pytest.approx(expected, rel=1e-5)
+    assert not CommonsenseTask(name="arc_e").callbacks()  # off by default
 
 
 def test_training_data_required_only_when_training(tiny):
@@ -318,7 +377,7 @@ def test_runner_lm_eval_protocol(runs_dir):
 
 
 def test_lm_eval_protocol_matches_hand_computed_loglikelihood(tiny):
-    from tasks.lm_eval_protocol import evaluate_commonsense
+    from tasks.commonsense.lm_eval import evaluate_commonsense
 
     rows = json.loads((DATA_DIR / "commonsense" / "ARC-Easy" / "test.json").read_text())[:8]
     wino = json.loads((DATA_DIR / "commonsense" / "winogrande" / "test.json").read_text())[:3]
@@ -365,6 +424,12 @@ def test_prepare_commonsense_reproduces_the_llm_adapters_files(tmp_path, monkeyp
         folder = SETS[key].folder
         written = json.loads((tmp_path / "commonsense" / folder / "test.json").read_text())
         assert written == json.loads((DATA_DIR / "commonsense" / folder / "test.json").read_text())[:50], key
-    union = json.loads((tmp_path / "commonsense" / "commonsense_170k.json").read_text())
+    union = json.loads((tmp_path / "commonsense" / "commonsense_union_8.json").read_text())
     assert len(union) == 7 * 50 + 1  # seven sets of 50 rows and the hand-made hellaswag row
+    assert not (tmp_path / "commonsense" / "commonsense_170k.json").exists()  # never under the published name
+    published = tmp_path / "published.json"
+    published.write_text(json.dumps(union[:3]))
+    prepare_data.main(["commonsense", "--data-dir", str(tmp_path), "--union-from", str(published)])
+    assert json.loads((tmp_path / "commonsense" / "commonsense_170k.json").read_text()) == union[:3]
+    assert len(json.loads((tmp_path / "commonsense" / "commonsense_union_8.json").read_text())) == len(union)
     assert json.loads((tmp_path / "commonsense" / "hellaswag" / "test.json").read_text())[0]["answer"] == "ending2"

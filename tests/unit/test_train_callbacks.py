@@ -140,6 +140,29 @@ def test_nan_scores_never_win():
     assert model.weight.item() == 2 and selection.metrics()["selection_score"] == 0.5
 
 
+def test_selection_by_lowest_loss_as_hf_trainer_load_best_model_at_end():
+    """mode=min, final=False: candidates at multiples of `every` only (HF's eval_steps), the lowest
+    loss wins, the first of equal losses stays (HF replaces the best only on a strictly lower one)."""
+    losses = {2: 0.9, 4: 0.4, 6: 0.4, 7: 0.1}  # step 7 (the last) is no candidate: not on a boundary
+    model = _linear()
+    selection = ModelSelection(lambda m: losses[int(m.weight.item())], 2, examples=5, mode="min", final=False)
+    for step in range(1, 8):
+        _step(model, selection, step, total=7)
+    selection.on_train_end(model, 7)
+    assert [c["step"] for c in selection.candidates] == [2, 4, 6] and model.weight.item() == 4
+    assert selection.metrics()["selection_score"] == 0.4
+    nan_loss = ModelSelection(lambda m: float("nan") if m.weight.item() == 2 else 1.0, 2, examples=5, mode="min")
+    for step in range(1, 5):
+        _step(model, nan_loss, step, total=4)
+    nan_loss.on_train_end(model, 4)
+    assert model.weight.item() == 4  # a NaN loss never wins either
+    short = ModelSelection(lambda m: 1.0, 80, examples=5, mode="min", final=False)
+    for step in range(1, 4):
+        _step(model, short, step, total=3)
+    short.on_train_end(model, 3)  # no boundary reached: the final weights are kept (HF loads nothing)
+    assert [c["step"] for c in short.candidates] == [3] and model.weight.item() == 3
+
+
 def test_half_split_is_disjoint_fixed_and_covers_the_split():
     halves = HalfSplit("half", "epoch", seed=0)
     halves.split(277)
