@@ -195,7 +195,7 @@ PREPARERS = {"wikitext2": prepare_wikitext2, "commonsense": prepare_commonsense,
 ONLY = ("--only", {"type": lambda v: [x.strip() for x in v.split(",") if x.strip()], "default": None,
                    "help": "comma-separated subset (default: all)"})
 OPTIONS = {"commonsense": [("--union-from", {"type": Path, "default": None, "dest": "union_from",
-                                             "help": "also copy in this LLM-Adapters commonsense_170k.json (the published union)"})],
+                                             "help": "also copy in this published commonsense_170k.json"})],
            **{name: [ONLY] for name in ("glue", "vtab", "images")}}
 
 
