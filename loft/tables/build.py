@@ -36,6 +36,7 @@ class Selector:
 class Stat:
     values: dict[int, float]          # seed -> value
     flagged: bool = False             # rests on a record listed in Table.attention
+    other_data: bool = False          # rests on a record trained on another file than the paper's
 
     @property
     def n(self) -> int:
@@ -168,7 +169,7 @@ class Builder:
                 if r.flag:
                     self.attention[str(r.path)] = r.flag
                     self.marked.append(str(r.path))
-            cells[col.key] = Stat(vals, bool(vals) and bool(self.marked))
+            cells[col.key] = Stat(vals, bool(vals) and bool(self.marked), bool(vals) and any(r.other_data for r in rs))
             for r in rs:
                 recs[str(r.path)] = r
         available = sel.method in self.methods or bool(recs)

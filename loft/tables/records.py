@@ -13,6 +13,7 @@ from pathlib import Path
 from loft import schema
 
 GroupKey = tuple  # (task, model, method, rank, variant)
+PUBLISHED_TRAIN_FILES = {"commonsense170k": "commonsense_170k.json"}  # task -> the file its paper trained on
 
 
 @dataclass
@@ -34,6 +35,12 @@ class Record:
     def flag(self) -> str | None:
         """Why cells resting on this record are marked (status not ok, skipped steps); None if clean."""
         return schema.flag(self.data)
+
+    @property
+    def other_data(self) -> str | None:
+        """The training file the record names (its `data` field) when it is not the paper's; None otherwise."""
+        published, used = PUBLISHED_TRAIN_FILES.get(self.data["task"]), (self.data.get("data") or {}).get("train_file")
+        return used if published and used and used != published else None
 
 
 @dataclass

@@ -7,10 +7,12 @@ from pathlib import Path
 from loft.tables.build import Row, Stat, Table
 from loft.tables.spec import Column, Specs
 
-MISSING, NOT_AVAILABLE, MARK = "—", "n/a", "‡"
+MISSING, NOT_AVAILABLE, MARK, DATA_MARK = "—", "n/a", "‡", "§"
 LEGEND = ("Cells: **ours (paper)**. Ours is the mean ± sample std over seeds when there are several; "
           "'—' = no record yet (or no number in the paper), 'n/a' = method not in this runner; "
           f"{MARK} = rests on a run that did not end ok, skipped steps or lacks a seed's metric (listed below); "
+          f"{DATA_MARK} = trained on another file than the paper's (e.g. the union of the eight commonsense "
+          "training splits for commonsense_170k.json: the record's `data.train_file`); "
           "Δ = ours − paper.")
 
 
@@ -33,7 +35,8 @@ def ours_text(row: Row, col: Column, places: int) -> str:
     if stat.mean is None:
         return MISSING if row.available else NOT_AVAILABLE
     text = fmt(stat.mean, col, places)
-    return text + (f" ± {stat.std:.{places}f}" if stat.std is not None else "") + (MARK if stat.flagged else "")
+    return (text + (f" ± {stat.std:.{places}f}" if stat.std is not None else "") + (MARK if stat.flagged else "")
+            + (DATA_MARK if stat.other_data else ""))
 
 
 def paper_text(table: Table, row: Row, col: Column) -> str | None:
@@ -163,7 +166,7 @@ def to_markdown(table: Table, specs: Specs, out_dir: Path) -> str:
 # --- LaTeX -------------------------------------------------------------------------------
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$", "—": "---", "×": r"$\times$",
-        "Δ": r"$\Delta$", "‡": r"$\ddagger$", "↓": r"$\downarrow$", "−": "--", "–": "--"}
+        "Δ": r"$\Delta$", "‡": r"$\ddagger$", "§": r"\S{}", "↓": r"$\downarrow$", "−": "--", "–": "--"}
 
 
 def tex(text: str) -> str:

@@ -192,6 +192,23 @@ def test_commonsense_table_reads_per_set_metrics_seeds_and_missing_cells(tmp_pat
     assert "+experiment=loft_table2_llama7b" in md and "+experiment=cpu/loft_table2_llama7b" in md
 
 
+def test_cells_trained_on_another_file_than_the_papers_are_marked(tmp_path):
+    runs = tmp_path / "runs"
+    metrics = {k: 0.70 for k in CS} | {"avg": 0.70}
+    published = {"train_file": "commonsense_170k.json", "rows": 170420, "sha256": "ab"}
+    write_record(runs, "commonsense170k", "llama_7b", "loft", 16, 0, metrics, data=published)
+    write_record(runs, "commonsense170k", "llama_7b", "lora", 16, 0, metrics,
+                 data={"train_file": "commonsense_union_8.json", "rows": 147568, "sha256": "cd"})
+    write_record(runs, "commonsense170k", "llama_7b", "dora", 16, 0, metrics)  # older record: no `data` field
+    table = build("table02_commonsense", runs)
+    assert not row(table, "llama_7b", "LoFT r=16").cells["avg"].other_data
+    assert row(table, "llama_7b", "LoRA r=16").cells["avg"].other_data
+    assert not row(table, "llama_7b", "DoRA r=16").cells["avg"].other_data
+    md = to_markdown(table, SPECS, tmp_path)
+    assert "| 70.00§ (" in md and md.count("70.00§") == len(CS) + 1  # every cell of the LoRA row, avg included
+    assert "§ = trained on another file than the paper's" in md and "‡" not in md.replace("‡ =", "")
+
+
 def test_aliases_unavailable_methods_and_lower_is_better(tmp_path):
     runs = tmp_path / "runs"
     write_record(runs, "wikitext2", "gpt2", "full", None, 0, {"perplexity": 61.0}, tag="zero_shot")
