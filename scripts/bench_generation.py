@@ -5,7 +5,7 @@
     python scripts/bench_generation.py --model tiny_llama --n 16 --json  # quick, no pretrained model needed
 
 What it measures, and how:
-- The commonsense protocol's generation (tasks/commonsense.py: Alpaca prompt, up to 32 new
+- The commonsense protocol's generation (tasks/commonsense/: Alpaca prompt, up to 32 new
   tokens, greedy or beam search, first-match answer extraction) on the first `--n` test
   examples of `--set` (`$LOFT_DATA_DIR`, default ../shared/data), through the same
   `tasks.generation.generate` the task uses, at each batch size. Batch size 1 is what the

@@ -18,6 +18,7 @@ from loft.core.errors import DamagedFileError
 from loft.runner import run
 from loft.training import Interrupted
 from tasks.base import DataCorruptError
+from tasks.commonsense.data import CommonsenseFiles
 from tasks.glue import GLUE, GlueTask, read_glue_tsv, write_glue_tsv
 from tasks.vision_data import read_idx
 from tests.conftest import DATA_DIR, REPO, compose_config
@@ -117,6 +118,11 @@ def test_mrpc_train_accepts_both_published_sizes(tmp_path):
     assert len(GlueTask(glue_task="mrpc")._read("train", str(data))[0]) == 3667
 
 
+def commonsense_read(task, data, key: str, split: str):
+    """One set's file as the task reads it (its source and eval_limit)."""
+    return CommonsenseFiles(data, task.source, task.eval_limit).read_set(key, split)
+
+
 def test_commonsense_json_cut_short_names_the_file_and_prepare_command(tmp_path):
     data = data_copy(tmp_path, "commonsense/ARC-Challenge/test.json")
     path = data / "commonsense/ARC-Challenge/test.json"
@@ -124,7 +130,7 @@ def test_commonsense_json_cut_short_names_the_file_and_prepare_command(tmp_path)
     task = task_from("task=arc_c", "task.source=local")
     with pytest.raises(DataCorruptError, match=rf"^{path} is damaged \(.*\). Fix: `python scripts/prepare_data.py "
                                                rf"commonsense --data-dir {data}`"):
-        task._read_set(data, "arc_c", "test")
+        commonsense_read(task, data, "arc_c", "test")
 
 
 def test_commonsense_partial_copy_is_refused_but_a_smaller_eval_limit_reads_it(tmp_path):
@@ -132,12 +138,12 @@ def test_commonsense_partial_copy_is_refused_but_a_smaller_eval_limit_reads_it(t
     test = data / "commonsense/ARC-Challenge/test.json"
     test.write_text(json.dumps(json.loads(test.read_text())[:600]))  # valid JSON, half the rows
     with pytest.raises(DataCorruptError, match="600 rows, expected 1172"):
-        task_from("task=arc_c", "task.source=local")._read_set(data, "arc_c", "test")
-    assert len(task_from("task=arc_c", "task.source=local", "task.eval_limit=64")._read_set(data, "arc_c", "test")) == 600
+        commonsense_read(task_from("task=arc_c", "task.source=local"), data, "arc_c", "test")
+    assert len(commonsense_read(task_from("task=arc_c", "task.source=local", "task.eval_limit=64"), data, "arc_c", "test")) == 600
     train = data / "commonsense/ARC-Challenge/train.json"
     train.write_text(json.dumps(json.loads(train.read_text())[:500]))
     with pytest.raises(DataCorruptError, match="500 rows, expected 1119"):  # a random subset: every row counts
-        task_from("task=arc_c", "task.source=local", "task.max_train_samples=10")._read_set(data, "arc_c", "train")
+        commonsense_read(task_from("task=arc_c", "task.source=local", "task.max_train_samples=10"), data, "arc_c", "train")
 
 
 def test_humaneval_training_jsonl_cut_mid_line_names_the_file(tmp_path):
