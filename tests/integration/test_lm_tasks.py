@@ -70,6 +70,18 @@ def test_runner_trains_and_evaluates_boolq(runs_dir):
     assert on_disk["metrics"]["boolq_n"] == 4
 
 
+def test_runner_selects_the_lowest_validation_loss_and_records_it(runs_dir):
+    cfg = compose_config("task=arc_e", "model=tiny_llama", "method=lora", "trainer.max_steps=5", "trainer.batch_size=4",
+                         "trainer.warmup_steps=0", "task.eval_limit=2", "task.num_beams=1", "task.max_new_tokens=4",
+                         "task.max_train_samples=16", "+task.val_set_size=8", "+task.eval_every=2", runs_dir=runs_dir)
+    record = run(cfg)
+    selection = record["selection"]
+    assert [c["step"] for c in selection["candidates"]] == [2, 4]  # step 5 is off the eval_every grid (as in HF)
+    best = min(selection["candidates"], key=lambda c: c["score"])
+    assert selection["selected_step"] == best["step"] and record["metrics"]["selection_score"] == best["score"]
+    assert record["metrics"]["selection_examples"] == 8
+
+
 def test_paper_configs_compose():
     cfg = compose_config("task=commonsense170k")
     assert cfg.model.name == "llama_7b" and cfg.trainer.lr == 2e-4 and cfg.trainer.batch_size == 16
