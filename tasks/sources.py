@@ -49,21 +49,22 @@ class HubProbe:
 
     def __call__(self) -> bool:
         if self._answer is None:
-            self._answer = hub_allowed(self.source)
+            self._answer = bool(hub_allowed(self.source))
         return self._answer
 
 
-def hub_or_missing(load: Callable[[], Any] | None, missing: Path, source: str, fix: str,
+def hub_or_missing(load: Callable[[], Any] | None, missing: Path, source: str | HubProbe, fix: str,
                    no_hub: str = "no hub copy") -> Any:
-    """`load()` from the hub when `source` allows it and the hub is reachable, else
-    DataMissingError "<missing> not found (<why>). Fix: <fix>". `load=None`: there is no hub
-    copy of this file (`no_hub` says why). A hub failure (outage, renamed dataset) also ends in
-    DataMissingError, so the message still names the local fix."""
+    """`load()` from the hub when `source` (a task.source value, or the task's HubProbe) allows
+    it and the hub is reachable, else DataMissingError "<missing> not found (<why>). Fix: <fix>".
+    `load=None`: there is no hub copy of this file (`no_hub` says why). A hub failure (outage,
+    renamed dataset) also ends in DataMissingError, so the message still names the local fix."""
+    hub = source if isinstance(source, HubProbe) else HubProbe(source)
     if load is None:
         why = no_hub
-    elif source == "local":
+    elif hub.source == "local":
         why = "hub not tried (source=local)"
-    elif not hub_reachable():
+    elif not hub():
         why = "hub unreachable"
     else:
         try:
@@ -74,10 +75,11 @@ def hub_or_missing(load: Callable[[], Any] | None, missing: Path, source: str, f
     raise DataMissingError(f"{missing} not found ({why}). Fix: {fix}")
 
 
-def local_or_hub(path: Path, source: str, read: Callable[[Path], Any], load: Callable[[], Any] | None,
+def local_or_hub(path: Path, source: str | HubProbe, read: Callable[[Path], Any], load: Callable[[], Any] | None,
                  fix: str, no_hub: str = "no hub copy") -> Any:
-    """`read(path)` when the file is there and `source` is not `hub`, else `hub_or_missing`."""
-    if source != "hub" and Path(path).is_file():
+    """`read(path)` when the file is there and the source is not `hub`, else `hub_or_missing`."""
+    name = source.source if isinstance(source, HubProbe) else check_source(source)
+    if name != "hub" and Path(path).is_file():
         return read(Path(path))
     return hub_or_missing(load, Path(path), source, fix, no_hub)
 

@@ -31,6 +31,17 @@ def test_hub_probe_asks_once_and_never_for_local(monkeypatch):
     assert not HubProbe("local")() and calls == [1]
 
 
+
+def test_a_task_probe_is_asked_once_for_all_its_files(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(sources, "hub_reachable", lambda: calls.append(1) and False)
+    probe = HubProbe("auto")
+    for name in ("train.json", "test.json"):
+        with pytest.raises(DataMissingError, match="hub unreachable"):
+            local_or_hub(tmp_path / name, probe, lambda p: p.read_text(), lambda: "hub", "f")
+    assert calls == [1]
+
+
 def test_local_or_hub_reads_the_file_unless_source_is_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "hub_reachable", lambda: True)
     path = tmp_path / "rows.txt"
