@@ -9,7 +9,7 @@ MetaMathQA style), evaluate on every language.
 - Data: `<data_dir>/mgsm/mgsm_<lang>.tsv` (question TAB numeric answer, no header; from
   google-research/url-nlp, see ../shared/data/SOURCES.md). `task.eval_limit` = the first N
   problems of each language (the same problems in every language).
-- `eval_protocol=generate` (default): the GSM8K protocol of tasks/math/ unchanged
+- `eval_protocol=generate` (default): the `gsm8k` benchmark of tasks/math/benchmarks.py unchanged
   (MetaMath prompt in English around the translated question, greedy chain of thought,
   MetaMath answer extraction, `exact_match_flexible` = last number).
 - `eval_protocol=lm_eval`: lm-evaluation-harness's `mgsm_direct_<lang>` (native-language
@@ -56,7 +56,7 @@ class MGSMTask(MathReasoningTask):
                  benchmark: str | None = None, eval_file: str | None = None, **kwargs):
         if benchmark not in (None, "gsm8k") or eval_file is not None:
             raise ConfigError("task=mgsm always uses the GSM8K protocol on <data_dir>/mgsm/: leave task.benchmark "
-                             "and task.eval_file null")
+                              "and task.eval_file null")
         # eval_limit counts per language (the same first N problems in each), not overall
         super().__init__(name=name, benchmark="gsm8k", eval_limit=None, **kwargs)
         self.limit_per_language = eval_limit
