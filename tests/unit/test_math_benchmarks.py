@@ -144,3 +144,16 @@ def test_missing_training_data_is_an_error_only_when_training(tmp_path, monkeypa
     assert task.train_data.pairs == [] and len(task.eval_data) == 1
     with pytest.raises(DataMissingError, match=r"orca_math/test.jsonl not found .*prepare_data.py orca_math"):
         MathReasoningTask(name="orca_math", train_max_steps=0).setup(_Bundle(), str(tmp_path))
+
+
+def test_the_configs_targets_still_name_the_moved_classes():
+    """Resolved configs of earlier records keep their `_target_`; the old module paths re-export."""
+    from hydra.utils import get_class
+
+    from tasks.lm import Wikitext2Task
+
+    expected = {"gsm8k": MathReasoningTask, "math": MathReasoningTask, "orca_math": MathReasoningTask,
+                "mgsm": MGSMTask, "wikitext2": Wikitext2Task}
+    for name, cls in expected.items():
+        target = yaml.safe_load((REPO / "conf" / "task" / f"{name}.yaml").read_text())["task"]["_target_"]
+        assert get_class(target) is cls, (name, target)
