@@ -1,27 +1,32 @@
 """The contract every task honours.
 
-A task owns its data, its loss and its metrics; it never knows which method trains the
-model. `run.py` builds the model from `conf/model/`, wraps it with the method, then
-drives the task through the generic loop in `loft/training.py`:
+A task owns its data, its loss and its metrics; it never builds the model and never knows
+which method trains it. `loft/runner.py` (called by `run.py`) drives it:
 
-    task = hydra.utils.instantiate(cfg.task, _recursive_=False)
-    bundle = loft.models.load_model(cfg.model, **task.model_args())   # the runner builds it
-    for micro_batch in task.train_batches(micro_batch_size, seed): ...
-        loss = task.loss(model, micro_batch)
-    metrics = task.evaluate(model)                      # dict of floats (after task.callbacks() ran)
+    task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
+    bundle = loft.models.load_model(cfg.model, **task.model_args())   # e.g. {"num_labels": 3}
+    task.setup(bundle, data_dir)                  # data only: bundle.tokenizer, shapes of bundle.model
+    # the method wraps bundle.model; the loop (loft/training.py) then calls, per epoch,
+    for micro_batch in task.train_batches(micro_batch_size, epoch, seed):
+        loss = task.loss(model, micro_batch)      # backward and optimizer step are the loop's
+    # and the hooks of Callbacks(task.callbacks()) (loft/train/callbacks.py) after each step
+    metrics = {**task.evaluate(model), **callbacks.metrics()}   # a dict of floats for the record
+
+`model_loss` and `on_model_device` are the loss of an HF model that computes its own loss
+(causal LM, sequence classifier, image classifier) on a batch moved to its device.
 """
 from __future__ import annotations
 
 import sys
 from typing import Any, Iterator
 
-
 from loft.core.bundle import ModelBundle  # noqa: F401  (tasks import these from here)
 from loft.core.errors import ConfigError, DataCorruptError, DataMissingError  # noqa: F401
 
 
 class Task:
-    """Base class. Subclasses set `name` and implement the four methods below."""
+    """Base class. Subclasses set `name` and implement `setup`, `num_train_examples`,
+    `train_batches`, `loss` and `evaluate`; `model_args` and `callbacks` have defaults."""
 
     name: str = "task"
     model_kinds: tuple[str, ...] = ()  # the conf/model `kind`s it trains (loft/validation.py refuses others)
@@ -62,3 +67,15 @@ class Task:
         """Training-loop callbacks its protocol needs (loft/train/callbacks.py), e.g. checkpoint
         selection on held-out rows; the loop calls them and checkpoints their state."""
         return []
+
+
+def on_model_device(model, batch: dict, floating: tuple[str, ...] = ()) -> dict:
+    """`batch`'s tensors on the device of `model`'s parameters; the `floating` keys (pixel values)
+    also in their dtype, so a bf16 model gets bf16 inputs."""
+    p = next(model.parameters())
+    return {k: v.to(p.device, p.dtype) if k in floating else v.to(p.device) for k, v in batch.items()}
+
+
+def model_loss(model, batch: dict, floating: tuple[str, ...] = ()) -> Any:
+    """The loss the model computes itself from `batch` (labels included), on the model's device."""
+    return model(**on_model_device(model, batch, floating)).loss

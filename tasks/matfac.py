@@ -1,7 +1,9 @@
 """The LoFT paper's simulated experiment (Section 2.5, Figure 2).
 
 f(W) = ||W - A||_F^2 with rank(A) = r, W in R^{m x n}, W0 = 0. The task holds the target A;
-the model (`model=matfac`, loft/models.py's `MatFacModel`) is the matrix W.
+the model (`model=matfac`, the `matfac` model loader) is the matrix W, as a linear layer `W`.
+With `full_ft_reference` set, `evaluate` also reports the loss that full fine-tuning (torch's
+AdamW on W, same lr and steps) reaches: Figure 2's yardstick.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from tasks.base import ModelBundle, Task
 
 class MatFacTask(Task):
     model_kinds = ("matrix",)
+
+    # max_train_samples / eval_limit: accepted (the config sets them, as every task's does), unused
     def __init__(self, name: str = "matfac", target_rank: int = 8, target_seed: int = 1234,
                  full_ft_reference: dict | None = None, max_train_samples=None, eval_limit=None):
         self.name = name

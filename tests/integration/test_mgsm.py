@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-import tasks.math_reasoning as math_reasoning
+import tasks.math.task as math_task
 from loft.models import load_model
-from tasks.mgsm import LANGUAGES, MGSMTask, read_mgsm
+from tasks.math.mgsm import LANGUAGES, MGSMTask, read_mgsm
 from tests.conftest import DATA_DIR, compose_config
 
 
@@ -40,7 +40,7 @@ def test_per_language_metrics_and_non_english_mean(monkeypatch):
             out.append([f"The answer is: {row['answer_number'] + (0 if right else 1):g}"])
         return out
 
-    monkeypatch.setattr(math_reasoning, "generate", fake_generate)
+    monkeypatch.setattr(math_task, "generate", fake_generate)
     metrics = task.evaluate(None)
     assert metrics["exact_match_en"] == metrics["exact_match_de"] == 1.0 and metrics["exact_match_zh"] == 0.0
     assert metrics["exact_match_non_english"] == pytest.approx(0.5)

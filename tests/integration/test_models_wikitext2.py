@@ -20,9 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # plain `pytest` puts only tests/integration on the path
 
 from loft import models  # noqa: E402
+from tasks import sources  # noqa: E402
 from loft.models import ModelMissingError, load_model  # noqa: E402
-from tasks.base import DataMissingError  # noqa: E402
-from tasks.wikitext2 import Wikitext2Task  # noqa: E402
+from tasks.base import DataCorruptError, DataMissingError  # noqa: E402
+from tasks.lm.wikitext2 import Wikitext2Task  # noqa: E402
 
 # parents: [0] integration, [1] tests, [2] the repo, [3] its parent, which holds shared/
 DATA_DIR = os.environ.get("LOFT_DATA_DIR", str(Path(__file__).resolve().parents[3] / "shared" / "data"))
@@ -114,7 +115,7 @@ def test_missing_file_names_the_fix(tiny, tmp_path, monkeypatch):
     # A canonical WikiText-2 file absent locally: local-only, then auto with the hub unreachable.
     with pytest.raises(DataMissingError, match="prepare_data.py wikitext2 --data-dir"):
         make_task(source="local").setup(tiny, str(tmp_path))
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: False)  # the task asks through tasks/sources.py
     with pytest.raises(DataMissingError, match="hub unreachable.*tinyshakespeare"):
         make_task().setup(tiny, str(tmp_path))
 
@@ -158,7 +159,7 @@ def test_smollm2_loads_from_cache():
 
 
 def test_offline_train_split_falls_back_to_validation_with_a_note(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: False)
     (tmp_path / "lm").mkdir()
     (tmp_path / "lm" / "wikitext2_tok_valid.txt").write_text("valid " * 200)
     (tmp_path / "lm" / "wiki.test.raw").write_text("test " * 200)
@@ -174,3 +175,7 @@ def test_offline_train_split_falls_back_to_validation_with_a_note(tiny, tmp_path
         make_task(block_size=64, source="local").setup(tiny, str(tmp_path))
     with pytest.raises(DataMissingError):
         make_task(block_size=64, train_file="lm/other.txt").setup(tiny, str(tmp_path))
+    # A canonical train file that is there but damaged is named, not replaced by the validation split.
+    (tmp_path / "lm" / "wiki.train.raw").write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(DataCorruptError, match=r"wiki.train.raw is damaged.*prepare_data.py wikitext2"):
+        make_task(block_size=64).setup(tiny, str(tmp_path))
