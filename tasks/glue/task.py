@@ -15,8 +15,10 @@
   the whole dev split. The picking is the training loop's callback (loft/train/selection.py).
 - Padding: `padding: longest` (default) pads a batch to its longest row; `max_length` pads
   every row to `max_seq_length`, as PSOFT's script does (`pad_to_max_length`, default True).
-  Evaluation sorts rows by length either way. `max_seq_length` is one number or a mapping
-  from GLUE task to number (a preset that sweeps tasks gives each its own length).
+  Evaluation sorts rows by length either way. The task configs leave `padding` out (their
+  records' config hash stays as it was): `+task.padding=max_length` adds it there; the PSOFT
+  protocol (conf/glue_protocol/psoft.yaml) sets it. `max_seq_length` is one number or a
+  mapping from GLUE task to number (a preset that sweeps tasks gives each its own length).
 """
 from __future__ import annotations
 
