@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 
 @dataclass
@@ -25,6 +26,7 @@ class TrainerConfig:  # conf/trainer/default.yaml documents each field
     batch_size: int = 16
     micro_batch_size: Optional[int] = None
     warmup_steps: int = 0
+    warmup_ratio: Optional[float] = None
     scheduler: str = "linear"
     max_grad_norm: Optional[float] = None
     max_bad_steps: int = 10
@@ -61,6 +63,15 @@ class LoftConfig:  # conf/config.yaml documents each field
     tag: str = ""
     adapter_dropout: float = 0.05
     paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+# Fields added after records were written: while unset (None) they stay out of the config hash,
+# so the records written before them still match (loft/runner.py).
+LATER_FIELDS = ("trainer.warmup_ratio",)
+
+
+def unset_later_fields(cfg) -> tuple[str, ...]:
+    return tuple(key for key in LATER_FIELDS if OmegaConf.select(cfg, key) is None)
 
 
 def register_schema() -> None:

@@ -28,6 +28,7 @@ from loft.records import RunKey, columnar, config_hash, git_sha, versions, write
 from loft.tracking import Tracker
 from loft.validation import check_writable, validate
 from loft.checkpoint import read_checkpoint_progress
+from loft.config_schema import unset_later_fields
 from loft.distributed import init_world, sharding_engine, wrap
 from loft.train.callbacks import Callbacks
 from loft.training import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
@@ -89,7 +90,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict | None:
 
 def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     config = OmegaConf.to_container(cfg, resolve=True)
-    digest = config_hash(config, ignore=(("rank",) if key.rank is None else ()) + adapters.hash_ignores(cfg))  # full FT: rank is moot
+    ignore = (("rank",) if key.rank is None else ()) + adapters.hash_ignores(cfg) + unset_later_fields(cfg)  # full FT: rank is moot
+    digest = config_hash(config, ignore=ignore)
     force = bool(cfg.force)
     if path.exists() and not force:
         try:

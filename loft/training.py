@@ -65,6 +65,13 @@ def total_steps(tcfg, num_examples: int) -> int:
     return int(tcfg.epochs * math.ceil(num_examples / tcfg.batch_size))
 
 
+def warmup_steps(tcfg, steps: int) -> int:
+    """trainer.warmup_ratio of the run's steps, rounded down as PSOFT's fine-tuning_glue.py does
+    (int(num_train_steps * warmup_ratio)), when set; else trainer.warmup_steps."""
+    ratio = getattr(tcfg, "warmup_ratio", None)
+    return tcfg.warmup_steps if ratio is None else int(steps * ratio)
+
+
 def accumulation_steps(tcfg, world_size: int = 1) -> int:
     """Micro batches per rank per step: batch_size = micro_batch_size x accumulation x world_size."""
     micro = micro_batch_size(tcfg, world_size)
@@ -116,7 +123,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
     accum = accumulation_steps(tcfg, world.size)
     micro = micro_batch_size(tcfg, world.size)
     clock = EpochClock(micro_batches_per_epoch(task.num_train_examples(), micro), accum * world.size, steps)
-    scheduler = get_scheduler(tcfg.scheduler, optimizer, num_warmup_steps=tcfg.warmup_steps, num_training_steps=steps)
+    scheduler = get_scheduler(tcfg.scheduler, optimizer, num_warmup_steps=warmup_steps(tcfg, steps), num_training_steps=steps)
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     clip = getattr(optimizer, "clip_grad_norm_", None) or (lambda n: torch.nn.utils.clip_grad_norm_(params, n))

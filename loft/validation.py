@@ -77,6 +77,9 @@ def _validate_trainer(t) -> None:
     if t.max_steps is None:  # epochs decide the length only when max_steps is unset
         _int_at_least("trainer.epochs", t.epochs, 1, extra=" (or set trainer.max_steps; 0 = evaluate only)")
     _int_at_least("trainer.warmup_steps", t.warmup_steps, 0)
+    if t.get("warmup_ratio") is not None:
+        _check(_is_number(t.warmup_ratio) and 0 <= t.warmup_ratio < 1 and t.warmup_steps == 0, "trainer.warmup_ratio",
+               t.warmup_ratio, "a fraction in [0, 1) of the run's steps, with trainer.warmup_steps=0")
     _positive("trainer.max_grad_norm", t.max_grad_norm, optional=True)
     _int_at_least("trainer.max_bad_steps", t.max_bad_steps, 1)
     _check(_is_number(t.divergence_factor) and t.divergence_factor > 1, "trainer.divergence_factor",

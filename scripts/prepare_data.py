@@ -150,7 +150,7 @@ def _write_image_split(root: Path, split: str, source) -> None:
     """<root>/<split>/<label>/<i>.png, filled in a temporary folder renamed when complete."""
     import shutil
 
-    from tasks.vision_data import write_image_folder
+    from tasks.vision.files import write_image_folder
 
     target = root / split
     if target.exists():

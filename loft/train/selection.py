@@ -10,6 +10,8 @@
   trainable tensors, and loads it back when training ends. Candidates come from the loop's
   counters and the best snapshot travels in the run's checkpoint, so a resumed run scores
   and selects exactly what the uninterrupted run does.
+- `SelectsCheckpoint` (a mixin for the task class): hands the loop that callback, scoring the
+  task's own `_selection_score` (GLUE, and the image tasks with selection=half).
 """
 from __future__ import annotations
 
@@ -19,15 +21,16 @@ from typing import Callable
 import numpy as np
 import torch
 
+from loft.core.errors import ConfigError
 from loft.train.callbacks import Callback, StepEnd
 
 
 class HalfSplit:
     def __init__(self, mode: str, every, seed: int):
         if mode not in ("half", "last"):
-            raise ValueError(f"task.selection={mode!r}: use half or last")
+            raise ConfigError(f"task.selection={mode!r}: use half or last")
         if not (every == "epoch" or (isinstance(every, int) and not isinstance(every, bool) and every >= 0)):
-            raise ValueError(f"task.eval_every={every!r}: use a number of steps, 0 (end only) or epoch")
+            raise ConfigError(f"task.eval_every={every!r}: use a number of steps, 0 (end only) or epoch")
         self.mode, self.every, self.seed = mode, every, int(seed)
         self.select_idx: np.ndarray = np.arange(0)
         self.report_idx: np.ndarray = np.arange(0)
@@ -38,7 +41,7 @@ class HalfSplit:
             self.select_idx, self.report_idx = np.arange(0), np.arange(n)
             return
         if n < 2:
-            raise ValueError(f"selection=half needs at least 2 validation examples, got {n}")
+            raise ConfigError(f"task.selection=half needs at least 2 validation examples, got {n} (raise task.eval_limit)")
         order = np.random.default_rng(self.seed).permutation(n)
         self.select_idx, self.report_idx = np.sort(order[: n // 2]), np.sort(order[n // 2:])
 
@@ -47,6 +50,22 @@ class HalfSplit:
         if self.mode == "last":
             return []
         return [ModelSelection(lambda model: score(model, self.select_idx), self.every, len(self.select_idx))]
+
+
+class SelectsCheckpoint:
+    """Mixin for a task reported the PSOFT way: `self.halves` (a HalfSplit of its validation rows)
+    gives the loop a ModelSelection callback that scores `_selection_score` on the selection half
+    and leaves the best checkpoint in the model; the task's `evaluate` then reports on
+    `halves.report_idx`. Listed before the task's base class, so its `callbacks` wins."""
+
+    halves: HalfSplit
+
+    def callbacks(self) -> list[Callback]:
+        return self.halves.callbacks(self._selection_score)
+
+    def _selection_score(self, model, idx) -> float:
+        """The main metric on validation rows `idx` (higher is better)."""
+        raise NotImplementedError
 
 
 class ModelSelection(Callback):

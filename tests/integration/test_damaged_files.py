@@ -20,7 +20,7 @@ from loft.training import Interrupted
 from tasks.base import DataCorruptError
 from tasks.commonsense.data import CommonsenseFiles
 from tasks.glue import GLUE, GlueTask, read_glue_tsv, write_glue_tsv
-from tasks.vision_data import read_idx
+from tasks.vision.fashion_mnist import read_idx
 from tests.conftest import DATA_DIR, REPO, compose_config
 
 SMALL_MATFAC = ("task=matfac", "model.m=12", "model.n=8", "task.target_rank=2", "rank=2", "trainer.max_steps=4")

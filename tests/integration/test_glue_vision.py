@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from loft import models
+from loft.core import hub
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from loft.runner import run
@@ -21,7 +21,8 @@ from loft.training import Interrupted
 from tasks.base import DataMissingError
 from tasks.glue import GLUE, GlueTask, read_glue_tsv, write_glue_tsv
 from tasks.vision import FashionMnistTask, HubImageTask, VtabTask
-from tasks.vision_data import fashion_mnist, write_image_folder
+from tasks.vision.fashion_mnist import fashion_mnist
+from tasks.vision.files import write_image_folder
 from tests.conftest import DATA_DIR, REPO, compose_config
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -105,7 +106,7 @@ def test_prepare_data_glue_writes_the_canonical_layout(tmp_path, monkeypatch):
 
 
 def test_missing_glue_data_names_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     task = GlueTask(name="glue_qqp", glue_task="qqp")
     with pytest.raises(DataMissingError, match=r"hub unreachable.*prepare_data.py glue --data-dir"):
         task._read("train", str(tmp_path))
@@ -235,18 +236,18 @@ def test_vtab_split_protocol_local_layouts(tmp_path):
 
 
 def test_vtab_hub_split_mapping_and_missing_message(tmp_path, monkeypatch):
-    from tasks import vision
-    from tasks.vision_data import ArraySource
+    from tasks.vision import vtab
+    from tasks.vision.sources import ArraySource
 
     sizes = {"train": 800, "validation": 200, "test": 7}
-    monkeypatch.setattr(vision, "hub_split", lambda dataset, split: ArraySource(np.zeros((sizes[split], 2, 2), np.uint8),
+    monkeypatch.setattr(vtab, "hub_split", lambda dataset, split: ArraySource(np.zeros((sizes[split], 2, 2), np.uint8),
                                                                                 np.zeros(sizes[split])))
-    assert [len(vision.vtab_hub_source("dtd", s)) for s in ("train800", "val200", "train800val200", "test")] == [800, 200, 1000, 7]
+    assert [len(vtab.vtab_hub_source("dtd", s)) for s in ("train800", "val200", "train800val200", "test")] == [800, 200, 1000, 7]
     sizes["train"] = 1000  # a copy whose train split is already train800val200
-    assert len(vision.vtab_hub_source("dtd", "train800val200")) == 1000
+    assert len(vtab.vtab_hub_source("dtd", "train800val200")) == 1000
     with pytest.raises(ValueError, match="protocol=tune needs a separate train800"):
-        vision.vtab_hub_source("dtd", "train800")
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+        vtab.vtab_hub_source("dtd", "train800")
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(DataMissingError, match=r"prepare_data.py vtab --only dtd .*fw407/vtab-1k_dtd"):
         VtabTask(name="vtab_dtd", vtab_name="dtd").load_split("train", str(tmp_path))
 

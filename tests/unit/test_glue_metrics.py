@@ -1,9 +1,9 @@
-"""GLUE metrics (tasks/glue.py) against hand-written closed forms, on hand-made cases.
+"""GLUE metrics (tasks/glue/metrics.py) against hand-written closed forms, on hand-made cases.
 
 `evaluate.load("glue", ...)` needs the hub, so CI checks our scikit-learn/scipy metrics against
 independent definitions written out here (confusion counts, moment formulas, average ranks);
 the comparison with evaluate itself is `metric_parity`, run online by
-`python -m tasks.glue --parity`. Its plumbing (keys, tolerance, failure) is tested here with a
+`python scripts/glue_metric_parity.py`. Its plumbing (keys, tolerance, failure) is tested here with a
 stand-in for evaluate's metric.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from tasks.glue import GLUE, glue_metrics, main, metric_parity, parity_cases
+from scripts.glue_metric_parity import main
+from tasks.glue import GLUE, glue_metrics, metric_parity, parity_cases
 
 
 def mcc(preds, refs) -> float:
@@ -122,14 +123,14 @@ def test_metric_parity_compares_keys_and_values():
 
 
 def test_parity_command_offline_says_why(monkeypatch, capsys):
-    """Offline, `python -m tasks.glue --parity` exits 2 with the reason (it never passes silently)."""
+    """Offline, `python scripts/glue_metric_parity.py` exits 2 with the reason (it never passes silently)."""
     import evaluate
 
     def offline(*args, **kwargs):
         raise FileNotFoundError("Couldn't find a module script at glue/glue.py")
 
     monkeypatch.setattr(evaluate, "load", offline)
-    assert main(["--parity"]) == 2
+    assert main([]) == 2
     assert "needs the hub" in capsys.readouterr().err
 
 
