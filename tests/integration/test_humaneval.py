@@ -95,3 +95,53 @@ def test_humaneval_plus_checking(tmp_path):
     assert ok.passed and not wrong.passed and close.passed and not far.passed
     assert not typed.passed  # EvalPlus' type check: a list is not a float, even when close
     assert load_plus_problems(str(tmp_path / "absent.jsonl"))[0] is None
+
+
+def _halving(base_input, plus_input):
+    """A hand-made HumanEval+ problem: floats halve to a float in a list, ints floor-halve to an int."""
+    return {"task_id": "Hand/0", "entry_point": "f", "prompt": "def f(x):\n",
+            "canonical_solution": "    return [x / 2] if isinstance(x, float) else [x // 2]\n",
+            "base_input": base_input, "plus_input": plus_input, "atol": 0}
+
+
+def test_evalplus_carries_the_float_tolerance_and_checks_types():
+    """EvalPlus' unsafe_execute: once an expected value is a float (list) its atol becomes 1e-6 for
+    the rest of that input list (base and plus are two lists); a close answer must have the
+    expected type; lists compare as np.allclose (rtol 1e-7), nested ones too."""
+    near = "def f(x):\n    return [x / 2 + 1e-8]\n"  # within 1e-6 of [1.5] and of [2]
+    carried, reset, late = _halving([[3.0], [4]], []), _halving([[3.0]], [[4]]), _halving([[4], [3.0]], [])
+    box = Sandbox()
+    jobs = [plus_program(carried, near, carry_tolerance=True), plus_program(carried, near),
+            plus_program(reset, near, carry_tolerance=True), plus_program(late, near, carry_tolerance=True),
+            plus_program(carried, "def f(x):\n    return (x / 2 + 1e-8,)\n", carry_tolerance=True),
+            plus_program(carried, "def f(x):\n    return [x / 2 + 1e-3]\n", carry_tolerance=True),
+            plus_program(carried, "def f(x):\n    return [x / 2] if isinstance(x, float) else [x // 2]\n",
+                         carry_tolerance=True)]
+    evalplus, runner, reset_ok, late_ok, tuple_ok, far_ok, exact_ok = [r.passed for r in box.run_all(jobs)]
+    assert evalplus and not runner  # [2.00000001] vs [2]: tolerance carried from [1.5]; per input it is 0
+    assert not reset_ok and not late_ok  # the plus list starts again at atol 0; no float seen yet
+    assert not tuple_ok and not far_ok and exact_ok  # type check; 1e-3 is beyond 1e-6
+    # [[1.5]] is no float list (EvalPlus' is_floats), so a nested value needs the problem's own atol
+    nested = dict(_halving([[3.0]], []), canonical_solution="    return [[x / 2]]\n", atol=1e-6)
+    ok, flat = box.run_all([plus_program(nested, "def f(x):\n    return [[x / 2 + 1e-8]]\n", carry_tolerance=True),
+                            plus_program(nested, "def f(x):\n    return [[x / 2 + 1e-8]]\n")])
+    assert ok.passed and not flat.passed  # allclose on nested lists; the runner compares flat lists only
+
+
+def test_evalplus_protocol_scores_completions(tiny, tmp_path):
+    """A completion with tabs and trailing junk: EvalPlus' protocol (prompt.strip() + "\\n", tabs to
+    spaces, sanitize) passes it, the runner's (prompt + completion) does not."""
+    problems = load_problems()
+    body = problems["HumanEval/2"]["canonical_solution"].replace("    ", "\t")
+    rows = [{"task_id": "HumanEval/2", "completion": body + "\nprint(undefined_name)\n"},
+            {"task_id": "HumanEval/2", "completion": "    return number % 1.0\n\n\nundefined_name()\n"}]
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results = {}
+    for protocol in ("evalplus", "runner"):
+        task = HumanEvalTask(train_max_steps=0, source="local", plus=False, samples_file=str(path), ks=[1],
+                             protocol=protocol)
+        task.setup(tiny, str(DATA_DIR))
+        results[protocol] = (task.evaluate(tiny.model)["pass@1"], [p["passed"] for p in task.predictions])
+        assert (protocol == "evalplus") == any("sanitized by" in n for n in task.notes)
+    assert results["evalplus"] == (1.0, [True, True]) and results["runner"] == (0.0, [False, False])
