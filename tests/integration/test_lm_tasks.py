@@ -2,8 +2,7 @@
 
 Covers: commonsense (runner end to end, partial union, missing sets reported, training
 data required only when training), batched generation == batch 1 (plain and PEFT models),
-supervised tokenisation, GSM8K/MATH/Orca-Math data paths, HumanEval checking (prompt helpers,
-given samples, refusal without a sandbox), pass@k end to end, HumanEval+ checking, the lm-eval protocol against a
+supervised tokenisation, GSM8K/MATH/Orca-Math data paths, the lm-eval protocol against a
 hand-computed log-likelihood, and the prepare script's hub conversion (hub mocked).
 """
 from __future__ import annotations
@@ -24,8 +23,6 @@ from loft.runner import run  # noqa: E402
 from tasks.base import DataMissingError, ModelBundle  # noqa: E402
 from tasks.commonsense import ORDER, SETS, CommonsenseTask, dora_holdout, from_llm_adapters, train_pair  # noqa: E402
 from tasks.generation import IGNORE_INDEX, GenerationSettings, collate_right, generate, tokenize_supervised  # noqa: E402
-from tasks.humaneval import HumanEvalTask, check_program, load_plus_problems, load_problems, plus_program  # noqa: E402
-from tasks.sandbox import Sandbox, SandboxUnavailable  # noqa: E402
 from tasks.math_reasoning import MathReasoningTask, orca_split  # noqa: E402
 
 
@@ -287,87 +284,6 @@ def test_orca_split_is_datasets_shuffle():
     train_idx, eval_idx = orca_split(list(range(6000)))
     assert eval_idx == ds["i"][1000:1500]  # first 500 of the last 5000 (fsdp_qlora evaluate.py)
     assert len(train_idx) == 5500 and not set(train_idx) & set(eval_idx)
-
-
-# --- HumanEval sandbox -------------------------------------------------------------------------
-
-# the hostile set and the sandbox itself: tests/integration/test_sandbox_hostile.py
-
-HELPERS = ["HumanEval/10", "HumanEval/32", "HumanEval/33", "HumanEval/38", "HumanEval/50", "HumanEval/162"]
-
-
-def test_canonical_solutions_pass_and_wrong_ones_fail():
-    """The first problems and those whose tests use the prompt's helpers (is_palindrome, poly,
-    encode_cyclic, encode_shift), call the entry point by name (sort_third) or import hashlib."""
-    problems = load_problems()
-    chosen = [problems[k] for k in [f"HumanEval/{i}" for i in range(4)] + HELPERS]
-    box = Sandbox()
-    good = box.run_all([check_program(p, p["prompt"] + p["canonical_solution"]) for p in chosen])
-    bad = box.run_all([check_program(p, p["prompt"] + "    return None\n") for p in chosen])
-    assert all(r.passed for r in good), [(p["task_id"], r) for p, r in zip(chosen, good) if not r.passed]
-    assert not any(r.passed for r in bad)
-
-
-def test_humaneval_task_end_to_end(tiny, monkeypatch):
-    monkeypatch.delenv("HUMANEVAL_OVERRIDE_PATH", raising=False)
-    task = HumanEvalTask(eval_limit=2, n_samples=3, ks=[1, 2, 5], temperature=0.8, max_new_tokens=8,
-                         train_max_steps=0, plus_file=None, source="local", timeout_s=3.0)
-    task.setup(tiny, str(DATA_DIR))
-    assert task.num_train_examples() == 0 and task.ks == [1, 2]
-    m = task.evaluate(tiny.model)
-    assert m["pass@1"] == 0.0 and m["pass@2"] == 0.0 and m["n_problems"] == 2 and m["n_samples"] == 3
-    assert len(task.predictions) == 6 and all(not p["passed"] for p in task.predictions)
-    if m["humaneval_plus_available"] == 0.0:
-        assert any("HumanEval+" in n for n in task.notes)
-    with pytest.raises(DataMissingError, match="prepare_data.py codefeedback"):
-        HumanEvalTask(source="local", train_max_steps=3).setup(tiny, str(DATA_DIR))
-
-
-def test_humaneval_task_scores_given_samples_and_refuses_without_sandbox(tiny, tmp_path, monkeypatch):
-    problems = load_problems()
-    path = tmp_path / "samples.jsonl"
-    rows = [{"task_id": "HumanEval/0", "completion": problems["HumanEval/0"]["canonical_solution"]},
-            {"task_id": "HumanEval/0", "completion": "    return None\n"},
-            {"task_id": "HumanEval/2", "completion": "    return number % 1.0\n"},
-            {"task_id": "HumanEval/2", "completion": "    return number\n"}]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    task = HumanEvalTask(train_max_steps=0, source="local", plus=False, samples_file=str(path), ks=[1, 2, 5])
-    task.setup(tiny, str(DATA_DIR))
-    m = task.evaluate(tiny.model)
-    assert m["pass@1"] == 0.5 and m["pass@2"] == 1.0 and "pass@5" not in m and m["n_problems"] == 2
-    results = [json.loads(line) for line in open(f"{path}_results.jsonl")]
-    assert [r["passed"] for r in results] == [True, False, True, False] and results[0]["result"] == "passed"
-    import tasks.sandbox
-
-    monkeypatch.setattr(tasks.sandbox, "works", lambda backend: False)
-    with pytest.raises(SandboxUnavailable, match="task.allow_unsandboxed=true"):  # run.py: one line, exit 2
-        HumanEvalTask(train_max_steps=0, source="local", plus=False).setup(tiny, str(DATA_DIR))
-    task = HumanEvalTask(train_max_steps=0, source="local", plus=False, allow_unsandboxed=True,
-                         samples_file=str(path))
-    task.setup(tiny, str(DATA_DIR))
-    assert task.sandbox.backend == "none" and any("WITHOUT OS isolation" in n for n in task.notes)
-    assert task.evaluate(tiny.model)["pass@1"] == 0.5
-
-
-def test_humaneval_plus_checking(tmp_path):
-    problems = load_problems()
-    p0 = dict(problems["HumanEval/0"], base_input=[[[1.0, 2.0, 3.0], 0.5], [[1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3]],
-              plus_input=[[[1.0, 1.05], 0.1], [[], 1.0]], atol=0)
-    p2 = dict(problems["HumanEval/2"], base_input=[[3.5], [1.33]], plus_input=[[123.456]], atol=0)
-    path = tmp_path / "HumanEvalPlus.jsonl"
-    path.write_text("".join(json.dumps(p) + "\n" for p in (p0, p2)))
-    plus, why = load_plus_problems(str(path))
-    assert why == "" and set(plus) == {"HumanEval/0", "HumanEval/2"}
-    box = Sandbox()
-    ok, wrong, close, far, typed = box.run_all([
-        plus_program(plus["HumanEval/0"], p0["prompt"] + p0["canonical_solution"]),
-        plus_program(plus["HumanEval/0"], p0["prompt"] + "    return len(numbers) > 2\n"),
-        plus_program(plus["HumanEval/2"], p2["prompt"] + "    return number % 1.0 + 1e-9\n"),
-        plus_program(plus["HumanEval/2"], p2["prompt"] + "    return number % 1.0 + 1e-3\n"),
-        plus_program(plus["HumanEval/2"], p2["prompt"] + "    return [number % 1.0 + 1e-9]\n")])
-    assert ok.passed and not wrong.passed and close.passed and not far.passed
-    assert not typed.passed  # EvalPlus' type check: a list is not a float, even when close
-    assert load_plus_problems(str(tmp_path / "absent.jsonl"))[0] is None
 
 
 # --- lm-evaluation-harness protocol -------------------------------------------------------------

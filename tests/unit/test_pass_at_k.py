@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tasks.humaneval import mean_pass_at_k, pass_at_k  # noqa: E402
+from tasks.code import mean_pass_at_k, pass_at_k  # noqa: E402
 
 
 def closed_form(n: int, c: int, k: int) -> float:
