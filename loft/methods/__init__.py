@@ -3,7 +3,8 @@ trains it (optimizer kind), each registered with its capability flags (registry.
 
 A method config (`conf/method/<name>.yaml`) names an adapter kind and an optimizer kind with
 their keyword arguments. A new method is one YAML; a new kind adds one module here with one
-`@register_adapter(...)` / `@register_optimizer(...)` line, and one import line below.
+`@register_adapter(...)` / `@register_optimizer(...)` line and its name on the import line
+below (tests/integration/test_method_registry.py registers a toy optimizer kind this way).
 Tasks never see which method they run. Modules, one family each:
 
 - plain.py   full fine-tuning (`none`) and AdamW (`adamw`)
