@@ -13,7 +13,7 @@
   config; loading checks it against the run, and `base_bundle()` rebuilds the base from it.
 The record points at the folder and holds the sha256 of its files (`digest`).
 
-Loading (`model.adapter=PATH`) replaces the method's fresh initialisation (loft/methods.py), so the
+Loading (`model.adapter=PATH`) replaces the method's fresh initialisation (loft/methods/), so the
 optimizer path is the method's own: `trainer.max_steps=0` evaluates the saved adapter again, and
 more steps continue training it (with a fresh optimizer). The saved adapter's config defines the
 adapter; the method config supplies the optimizer.

@@ -4,6 +4,7 @@ from .loft_muon import LoFTMuon, LoFTSGD
 from .lora_pro import LoRAProAdamW
 from .newton_schulz import newton_schulz5, newton_schulz5_lowrank
 from .pairs import LoraPair, lora_pairs
+from .sharding import ShardingLayoutError
 
-__all__ = ["LoFTAdamW", "LoFTMuon", "LoFTSGD", "LoRAProAdamW", "LoraPair", "lora_pairs", "newton_schulz5",
+__all__ = ["LoFTAdamW", "LoFTMuon", "LoFTSGD", "LoRAProAdamW", "LoraPair", "ShardingLayoutError", "lora_pairs", "newton_schulz5",
            "newton_schulz5_lowrank", "adam_moment_bound"]

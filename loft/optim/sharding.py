@@ -23,8 +23,6 @@ from typing import Sequence
 
 import torch
 
-from loft.core.errors import ConfigError
-
 try:  # DTensor is what FSDP2 turns parameters into
     from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 except ImportError:  # pragma: no cover - torch builds without distributed
@@ -90,6 +88,11 @@ class RowSharded(Whole):
         return with_layout(distribute_tensor(full, self.mesh, [Shard(1)], src_data_rank=None).to_local(), full)
 
 
+class ShardingLayoutError(ValueError):
+    """FSDP laid out LoRA factors in a way the row-sharded step cannot use (the method
+    builder turns it into the runner's ConfigError; this package imports nothing of the project)."""
+
+
 def factor_layout(pairs: Sequence) -> Whole:
     """Whole for plain tensors; RowSharded when FSDP2 sharded B by rows and A by columns."""
     sharded = [is_dtensor(t) for pair in pairs for t in (pair.B, pair.A)]
@@ -98,13 +101,14 @@ def factor_layout(pairs: Sequence) -> Whole:
     mesh = pairs[0].B.device_mesh
     for pair in pairs:
         if is_dtensor(pair.A) and pair.A.shape[1] % pair.A.device_mesh.size():
-            raise ConfigError(f"LoFT under FSDP shards lora_A by columns, and FSDP2 does so only evenly: lora_A "
-                              f"{tuple(pair.A.shape)} does not split over {pair.A.device_mesh.size()} processes; "
-                              "use a process count that divides every adapted layer's input size, or DDP")
+            raise ShardingLayoutError(
+                f"LoFT under FSDP shards lora_A by columns, and FSDP2 does so only evenly: lora_A {tuple(pair.A.shape)} "
+                f"does not split over {pair.A.device_mesh.size()} processes; use a process count that divides every "
+                "adapted layer's input size, or DDP")
         ok = all(is_dtensor(t) and t.device_mesh == mesh and tuple(t.placements) == (Shard(dim),)
                  for t, dim in ((pair.B, 0), (pair.A, 1)))
         if not ok:
-            raise ConfigError("LoFT under FSDP needs lora_B sharded by rows (Shard(0)) and lora_A by columns "
-                              "(Shard(1)) on one 1-D mesh; wrap with loft.distributed.wrap (fully_shard with "
-                              "shard_placement_fn=lora_placement(model))")
+            raise ShardingLayoutError("LoFT under FSDP needs lora_B sharded by rows (Shard(0)) and lora_A by columns "
+                                      "(Shard(1)) on one 1-D mesh; wrap with loft.distributed.wrap (fully_shard with "
+                                      "shard_placement_fn=lora_placement(model))")
     return RowSharded(mesh)

@@ -8,10 +8,10 @@ from .config import LoftOrthConfig
 from .layer import LoftOrthLinear, weight_out_in
 from .model import (adapted_layers, apply, calibrate, find_targets, load_adapter, merge_and_unload,
                     num_adapter_parameters, save_adapter)
-from .support import SUPPORTS, GradSketch, haar_support, select_support, subspace_distance
+from .support import GRADIENT_SUPPORTS, REQUIRES_GRADIENT, SUPPORTS, GradSketch, haar_support, select_support, subspace_distance
 from .transforms import TRANSFORMS, build_transform
 
-__all__ = ["LoftOrthConfig", "LoftOrthLinear", "GradSketch", "SUPPORTS", "TRANSFORMS", "adapted_layers", "apply",
+__all__ = ["LoftOrthConfig", "LoftOrthLinear", "GradSketch", "GRADIENT_SUPPORTS", "REQUIRES_GRADIENT", "SUPPORTS", "TRANSFORMS", "adapted_layers", "apply",
            "build_transform", "calibrate", "find_targets", "haar_support", "load_adapter", "merge_and_unload",
            "num_adapter_parameters", "save_adapter", "select_support", "subspace_distance",
            "weight_out_in"]

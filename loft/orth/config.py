@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .support import SUPPORTS
+from .support import GRADIENT_SUPPORTS, REQUIRES_GRADIENT, SUPPORTS
 from .transforms import TRANSFORMS
 
 
@@ -72,7 +72,13 @@ class LoftOrthConfig:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.support in ("gradsvd", "skewgrad")
+        """The support cannot be chosen without calibration batches (gradsvd, skewgrad)."""
+        return self.support in REQUIRES_GRADIENT
+
+    @property
+    def uses_calibration(self) -> bool:
+        """The support reads calibration gradients when given them (also coordinate)."""
+        return self.support in GRADIENT_SUPPORTS
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -171,7 +171,7 @@ def apply(model: nn.Module, config: LoftOrthConfig, calibration_batches: Iterabl
             raise ValueError(f"r={config.r} exceeds min(m, n)={min(m, n)} of {name} ({m} x {n})")
     if config.needs_calibration and calibration_batches is None:
         raise ValueError(f"support {config.support!r} needs calibration batches")
-    use_grad = calibration_batches is not None and config.support in ("gradsvd", "skewgrad", "coordinate")
+    use_grad = calibration_batches is not None and config.uses_calibration
     generator = torch.Generator().manual_seed(config.seed)
 
     start = time.perf_counter()

@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 
 SUPPORTS = ("principal", "gradsvd", "skewgrad", "random", "coordinate")
+REQUIRES_GRADIENT = ("gradsvd", "skewgrad")                # chosen from the calibration gradient
+GRADIENT_SUPPORTS = REQUIRES_GRADIENT + ("coordinate",)  # ...or use it when given (coordinate)
 
 
 def _gaussian(rows: int, cols: int, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -63,7 +65,7 @@ class GradSketch:
 
     def __init__(self, weight: torch.Tensor, support: str, r: int, oversample: int = 8,
                  generator: torch.Generator | None = None, passes: int = 1):
-        if support not in ("gradsvd", "skewgrad", "coordinate"):
+        if support not in GRADIENT_SUPPORTS:
             raise ValueError(f"support {support!r} uses no gradient sketch")
         if passes < 1:
             raise ValueError(f"passes must be >= 1, got {passes}")
@@ -200,7 +202,7 @@ def select_support(name: str, weight: torch.Tensor, r: int, grad: torch.Tensor |
     if grad is not None and tuple(grad.shape) != (m, n):
         raise ValueError(f"grad has shape {tuple(grad.shape)}, expected the weight's {(m, n)}")
     g = grad.detach().to(w.dtype) if grad is not None else None
-    if sketch is not None and name in ("gradsvd", "skewgrad", "coordinate") and \
+    if sketch is not None and name in GRADIENT_SUPPORTS and \
             (name == "skewgrad") != (sketch.support == "skewgrad"):  # G-sketch vs S-sketch
         raise ValueError(f"a {sketch.support} sketch cannot select a {name} support")
     if name == "principal":
@@ -211,7 +213,7 @@ def select_support(name: str, weight: torch.Tensor, r: int, grad: torch.Tensor |
         if g is not None:
             return coordinate_support(g.pow(2).sum(0), r)
         return coordinate_support(sketch.column_energy() if sketch is not None else w.pow(2).sum(0), r)
-    if name not in ("gradsvd", "skewgrad"):
+    if name not in REQUIRES_GRADIENT:
         raise ValueError(f"unknown support {name!r}; choose one of {SUPPORTS}")
     if g is None and sketch is None:
         raise ValueError(f"support {name!r} needs the calibration gradient (grad=) or a sketch (sketch=)")

@@ -58,7 +58,7 @@ def batches(n=3, seed=0):
 
 def adapt(model, support="principal", transform="cayley", **kw):
     config = LoftOrthConfig(R, support, transform, ["fc1", "fc2"], **kw)
-    calib = batches() if support in ("gradsvd", "skewgrad", "coordinate") else None
+    calib = batches() if config.uses_calibration else None
     return apply(model, config, calib, mse)
 
 

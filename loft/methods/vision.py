@@ -1,6 +1,6 @@
 """The vision baselines of LoFT Table 19 that PEFT lacks: VPT and the Houlsby adapter.
 
-Both are adapter kinds of the method registry (`loft/methods.py` ADAPTERS, signature
+Both are adapter kinds of the method registry (`vpt`, `houlsby`; registry.py, signature
 `(model, cfg, targets, ctx) -> (model, info)`): they freeze the backbone, add their own
 parameters, and leave the task head (`ctx.head_modules`) trainable at `trainer.head_lr`.
 
@@ -31,17 +31,20 @@ from torch import nn
 
 from loft.core.errors import ConfigError
 
+from .base import in_head
+from .registry import register_adapter
+
 
 def _freeze_backbone(model: nn.Module, head_modules: list[str]) -> None:
     for name, p in model.named_parameters():
-        p.requires_grad_(any(f".{h}." in f".{name}." for h in head_modules))
+        p.requires_grad_(in_head(name, head_modules))
 
 
 def _kwargs(cfg) -> dict:
     return OmegaConf.to_container(cfg.kwargs, resolve=True) if cfg.get("kwargs") else {}
 
 
-def _trainable(module: nn.Module) -> int:
+def _param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
@@ -84,6 +87,7 @@ def _blocks(model: nn.Module, targets: list[str]) -> tuple[str, nn.ModuleList]:
                       f"to the blocks' list (transformers 5 ViT: layers)")
 
 
+@register_adapter("vpt")
 def vpt(model: nn.Module, cfg, targets: list[str], ctx):
     """VPT-shallow/deep for ViT-like models (`method.adapter.kwargs`: num_tokens, deep, dropout)."""
     kwargs = _kwargs(cfg)
@@ -102,7 +106,7 @@ def vpt(model: nn.Module, cfg, targets: list[str], ctx):
     model.add_module("vpt_prompts", prompts.to(p.device, p.dtype))  # registered: in state_dict and checkpoints
     prompts.attach(blocks)
     return model, {"blocks": name, "num_tokens": prompts.num_tokens, "deep": prompts.deep,
-                   "prompt_params": _trainable(prompts)}
+                   "prompt_params": _param_count(prompts)}
 
 
 # --- Houlsby adapter -------------------------------------------------------------------
@@ -130,12 +134,13 @@ class AdaptedLinear(nn.Module):
         return y + self.adapter(y)
 
 
+@register_adapter("houlsby")
 def houlsby(model: nn.Module, cfg, targets: list[str], ctx):
     """Houlsby bottleneck adapters on the targeted output projections (`kwargs.bottleneck`)."""
     width = int(_kwargs(cfg).get("bottleneck", ctx.rank))
     found = [(name, module) for name, module in model.named_modules()
              if isinstance(module, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)
-             and not any(f".{h}." in f".{name}." for h in ctx.head_modules)]
+             and not in_head(name, ctx.head_modules)]
     if not found:
         raise ConfigError(f"the adapter found no nn.Linear named {targets}; set method.target_modules to the "
                           f"attention-output and MLP-output projections of this model")
@@ -148,6 +153,6 @@ def houlsby(model: nn.Module, cfg, targets: list[str], ctx):
         parent_name, _, child = name.rpartition(".")
         wrapped = AdaptedLinear(module, width).to(p.device, p.dtype)
         wrapped.adapter.requires_grad_(True)
-        added += _trainable(wrapped.adapter)
+        added += _param_count(wrapped.adapter)
         setattr(model.get_submodule(parent_name) if parent_name else model, child, wrapped)
     return model, {"adapted_layers": len(found), "bottleneck": width, "adapter_params": added}
