@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from loft.distributed import sharding_engine
+from loft.train.distributed import sharding_engine
 from loft.core.errors import ConfigError
 
 RUN_INFO = "run_info.json"

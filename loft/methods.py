@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from loft import quantization
-from loft.distributed import sharding_engine, supports_sharding
+from loft.train.distributed import sharding_engine, supports_sharding
 from loft.core.errors import ConfigError
 from loft.optim import LoFTAdamW, LoFTMuon, LoRAProAdamW, lora_pairs
 from peft.optimizers import create_loraplus_optimizer

@@ -25,12 +25,12 @@ from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from loft.variant import variant_of
 from loft.records import RunKey, columnar, config_hash, git_sha, versions, write_json_atomic
-from loft.tracking import Tracker
+from loft.train.tracking import Tracker
 from loft.validation import check_writable, validate
-from loft.checkpoint import read_checkpoint_progress
-from loft.distributed import init_world, sharding_engine, wrap
+from loft.train.checkpoint import read_checkpoint_progress
+from loft.train.distributed import init_world, sharding_engine, wrap
 from loft.train.callbacks import Callbacks
-from loft.training import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
+from loft.train.loop import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
                            train)
 
 REPO = Path(__file__).resolve().parents[1]

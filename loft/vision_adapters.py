@@ -41,7 +41,8 @@ def _kwargs(cfg) -> dict:
     return OmegaConf.to_container(cfg.kwargs, resolve=True) if cfg.get("kwargs") else {}
 
 
-def _trainable(module: nn.Module) -> int:
+def _param_count(module: nn.Module) -> int:
+    """All parameters of `module` (the prompts or adapter the method adds: all of them train)."""
     return sum(p.numel() for p in module.parameters())
 
 
@@ -102,7 +103,7 @@ def vpt(model: nn.Module, cfg, targets: list[str], ctx):
     model.add_module("vpt_prompts", prompts.to(p.device, p.dtype))  # registered: in state_dict and checkpoints
     prompts.attach(blocks)
     return model, {"blocks": name, "num_tokens": prompts.num_tokens, "deep": prompts.deep,
-                   "prompt_params": _trainable(prompts)}
+                   "prompt_params": _param_count(prompts)}
 
 
 # --- Houlsby adapter -------------------------------------------------------------------
@@ -148,6 +149,6 @@ def houlsby(model: nn.Module, cfg, targets: list[str], ctx):
         parent_name, _, child = name.rpartition(".")
         wrapped = AdaptedLinear(module, width).to(p.device, p.dtype)
         wrapped.adapter.requires_grad_(True)
-        added += _trainable(wrapped.adapter)
+        added += _param_count(wrapped.adapter)
         setattr(model.get_submodule(parent_name) if parent_name else model, child, wrapped)
     return model, {"adapted_layers": len(found), "bottleneck": width, "adapter_params": added}

@@ -2,7 +2,7 @@
 
 A task owns its data, its loss and its metrics; it never knows which method trains the
 model. `run.py` builds the model from `conf/model/`, wraps it with the method, then
-drives the task through the generic loop in `loft/training.py`:
+drives the task through the generic loop in `loft/train/loop.py`:
 
     task = hydra.utils.instantiate(cfg.task, _recursive_=False)
     bundle = loft.models.load_model(cfg.model, **task.model_args())   # the runner builds it

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from loft import adapters, runner
 from loft.core.errors import ConfigError
-from loft.tracking import Tracker
+from loft.train.tracking import Tracker
 from tests.conftest import REPO, compose_config
 from tests.integration.test_runner import TINY_LM
 

@@ -17,7 +17,7 @@ from loft import models
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from loft.runner import run
-from loft.training import Interrupted
+from loft.train.loop import Interrupted
 from tasks.base import DataMissingError
 from tasks.glue import GLUE, GlueTask, read_glue_tsv, write_glue_tsv
 from tasks.vision import FashionMnistTask, HubImageTask, VtabTask
