@@ -19,36 +19,27 @@ import transformers
 from omegaconf import DictConfig, OmegaConf
 
 from loft import adapters, quantization, schema
+from loft.core.dtypes import resolve_dtype
 from loft.core.errors import ConfigError, DamagedFileError, TrainingDiverged
+from loft.core.paths import REPO
 from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
-from loft.variant import variant_of
 from loft.records import RunKey, columnar, config_hash, git_sha, versions, write_json_atomic
-from loft.train.tracking import Tracker
-from loft.validation import check_writable, validate
+from loft.train.callbacks import Callbacks
 from loft.train.checkpoint import read_checkpoint_progress
 from loft.train.distributed import init_world, sharding_engine, wrap
-from loft.train.callbacks import Callbacks
-from loft.train.loop import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
-                           train)
-
-REPO = Path(__file__).resolve().parents[1]
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from loft.train.loop import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, peak_memory_bytes,
+                             total_steps, train)
+from loft.train.tracking import Tracker
+from loft.validation import check_writable, validate
+from loft.variant import variant_of
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name not in DTYPES:
-        raise ConfigError(f"trainer.dtype={name} is not one of auto, {', '.join(DTYPES)}")
-    return DTYPES[name]
 
 
 def absolute(path: str) -> Path:
@@ -107,7 +98,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     transformers.set_seed(int(cfg.seed))
     world, world_device = init_world()
     device = world_device or resolve_device(cfg.trainer.device)
-    dtype = resolve_dtype(cfg.trainer.dtype, device)
+    dtype = resolve_dtype(cfg.trainer.dtype, device, setting="trainer.dtype")
     task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
     bundle = load_model(cfg.model, **task.model_args())
     sharded = world.size > 1 and sharding_engine() == "fsdp"  # fully_shard moves each shard to the GPU itself

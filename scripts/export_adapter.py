@@ -26,7 +26,7 @@ from loft.core.errors import ConfigError  # noqa: E402
 def push(folder: Path, repo_id: str) -> str:
     from huggingface_hub import HfApi
 
-    from loft.models import hub_reachable
+    from loft.core.hub import hub_reachable
 
     if not hub_reachable():
         raise ConfigError(f"cannot push to {repo_id}: the Hugging Face hub is unreachable (offline); "

@@ -13,7 +13,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from loft import models
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from loft.runner import run
@@ -105,7 +104,7 @@ def test_prepare_data_glue_writes_the_canonical_layout(tmp_path, monkeypatch):
 
 
 def test_missing_glue_data_names_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda timeout=3.0: False)
     task = GlueTask(name="glue_qqp", glue_task="qqp")
     with pytest.raises(DataMissingError, match=r"hub unreachable.*prepare_data.py glue --data-dir"):
         task._read("train", str(tmp_path))
@@ -246,7 +245,7 @@ def test_vtab_hub_split_mapping_and_missing_message(tmp_path, monkeypatch):
     assert len(vision.vtab_hub_source("dtd", "train800val200")) == 1000
     with pytest.raises(ValueError, match="protocol=tune needs a separate train800"):
         vision.vtab_hub_source("dtd", "train800")
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(DataMissingError, match=r"prepare_data.py vtab --only dtd .*fw407/vtab-1k_dtd"):
         VtabTask(name="vtab_dtd", vtab_name="dtd").load_split("train", str(tmp_path))
 
