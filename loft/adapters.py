@@ -235,7 +235,7 @@ def merged(folder: Path, device: str = "cpu"):
 
 def from_record(record_path: Path) -> Path:
     """The adapter folder a record points at, checked against the hash the record holds."""
-    from loft import schema
+    from loft.core import schema
     from loft.runner import absolute
 
     try:  # validated, but not against its path: a record may be copied anywhere (the hash below guards it)

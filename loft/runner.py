@@ -18,14 +18,16 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
-from loft import adapters, quantization, schema
+from loft import adapters, quantization
+from loft.core import schema
 from loft.core.dtypes import resolve_dtype
 from loft.core.errors import ConfigError, DamagedFileError, TrainingDiverged
+from loft.core.key import RunKey
 from loft.core.paths import REPO
 from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
-from loft.records import RunKey, columnar, config_hash, git_sha, versions, write_json_atomic
+from loft.records import columnar, config_hash, git_sha, versions, write_json_atomic
 from loft.train.callbacks import Callbacks
 from loft.train.checkpoint import read_checkpoint_progress
 from loft.train.distributed import init_world, sharding_engine, wrap
@@ -153,6 +155,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
         **callbacks.summaries(),  # `selection`: candidate steps, their scores, the step picked
         "adapter": adapter,  # {path, format, sha256} of results/adapters/<record name>/, or None
         "notes": list(getattr(task, "notes", [])),  # e.g. a partial offline union, a missing eval set
+        "data": task.provenance() or None,  # {train_file, rows, sha256} of the training data; None = unknown
         "versions": versions(), "git_sha": code,
         "config": config, "config_hash": digest,
         "history": columnar(result.history),

@@ -71,7 +71,7 @@ def sweep_command(args) -> list[str]:
 def table(args) -> tuple[str, list[str]]:
     """Read through the record schema (loft/tables/records.py): invalid or duplicate records are
     listed and left out; a cell resting on a run not ok or with skipped steps is marked ‡."""
-    from loft.records import RunKey
+    from loft.core.key import RunKey
     from loft.tables.records import load_records
 
     index = load_records(args.runs_dir)

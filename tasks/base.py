@@ -62,3 +62,8 @@ class Task:
         """Training-loop callbacks its protocol needs (loft/train/callbacks.py), e.g. checkpoint
         selection on held-out rows; the loop calls them and checkpoints their state."""
         return []
+
+    def provenance(self) -> dict:
+        """Which training data the run read, for the record's `data` field: {train_file, rows, sha256}
+        (loft.core.provenance.file_provenance builds it after setup); {} = unknown."""
+        return {}
