@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from loft.core.paths import REPO  # noqa: E402
 
 TASKS = ["rte", "mrpc", "cola", "stsb", "sst2"]
 METHODS = ["lora", "loft", "psoft", "loft_orth_principal", "loft_orth_skewgrad"]
