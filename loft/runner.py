@@ -31,8 +31,8 @@ from loft.records import columnar, config_hash, git_sha, versions, write_json_at
 from loft.train.callbacks import Callbacks
 from loft.train.checkpoint import read_checkpoint_progress
 from loft.train.distributed import init_world, sharding_engine, wrap
-from loft.train.loop import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, peak_memory_bytes,
-                             total_steps, train)
+from loft.train.loop import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, optimizer_state_bytes,
+                             peak_memory_bytes, total_steps, train)
 from loft.train.tracking import Tracker
 from loft.validation import check_writable, validate
 from loft.variant import variant_of
@@ -144,7 +144,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
         "steps": result.steps, "bad_steps": result.bad_steps,
         "trainable_params": method.trainable_params,
         "total_params": sum(p.numel() for p in method.model.parameters()),
-        "optimizer_state_bytes": _state_bytes(method.optimizer),
+        "optimizer_state_bytes": optimizer_state_bytes(method.optimizer),
         "wall_time_s": time.perf_counter() - start, "train_time_s": result.train_time_s,
         "peak_memory_bytes": peak_memory_bytes(device),
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "world_size": world.size,
@@ -218,10 +218,3 @@ def checkpointing(cfg: DictConfig, key: RunKey, digest: str, code: str | None) -
     ckpt = Checkpointing(path if every else None, every, resume != "false", int(stop) if stop is not None else None,
                          digest, code)
     return ckpt, resumed_from
-
-
-def _state_bytes(optimizer) -> int:
-    if hasattr(optimizer, "state_bytes"):
-        return optimizer.state_bytes()
-    return sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
-               if torch.is_tensor(t) and t.ndim > 0)

@@ -59,6 +59,15 @@ def peak_memory_bytes(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """The optimizer's own count (`state_bytes()`, e.g. LoFT's packed cross terms) when it has one,
+    else the bytes of the tensors in `optimizer.state` (step counters excluded)."""
+    if hasattr(optimizer, "state_bytes"):
+        return int(optimizer.state_bytes())
+    return sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
+               if torch.is_tensor(t) and t.ndim > 0)
+
+
 def total_steps(tcfg, num_examples: int) -> int:
     if tcfg.max_steps is not None and tcfg.max_steps >= 0:
         return int(tcfg.max_steps)
