@@ -1,7 +1,7 @@
 """The LoFT paper's simulated experiment (Section 2.5, Figure 2).
 
 f(W) = ||W - A||_F^2 with rank(A) = r, W in R^{m x n}, W0 = 0. The task holds the target A;
-the model (`model=matfac`, loft/models.py's `MatFacModel`) is the matrix W.
+the model (`model=matfac`, loft/models/tiny.py's `MatFacModel`) is the matrix W.
 """
 from __future__ import annotations
 
