@@ -55,7 +55,7 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as err:
         fail(str(err))
     from loft.runner import run
-    from loft.training import Interrupted
+    from loft.train.loop import Interrupted
 
     try:
         run(cfg)

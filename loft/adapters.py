@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from loft.distributed import sharding_engine
+from loft.train.distributed import sharding_engine
 from loft.core.errors import ConfigError
 
 RUN_INFO = "run_info.json"
@@ -195,8 +195,8 @@ def base_bundle(folder: Path, device: str = "cpu"):
     import hydra
 
     from loft.config import register_resolvers
+    from loft.core.dtypes import resolve_dtype
     from loft.models import load_model
-    from loft.runner import resolve_dtype
 
     register_resolvers()
     config = read_info(folder).get("config")
@@ -204,7 +204,8 @@ def base_bundle(folder: Path, device: str = "cpu"):
         raise ConfigError(f"{folder} has no {RUN_INFO}: load its base yourself (adapter_config.json names it)")
     task = hydra.utils.instantiate(config["task"], _recursive_=False, _convert_="all")
     bundle = load_model(OmegaConf.create(config["model"]), **task.model_args())
-    bundle.model.to(device=device, dtype=resolve_dtype(config["trainer"]["dtype"], torch.device(device)))
+    dtype = resolve_dtype(config["trainer"]["dtype"], torch.device(device), setting="trainer.dtype")
+    bundle.model.to(device=device, dtype=dtype)
     return bundle
 
 
@@ -234,7 +235,7 @@ def merged(folder: Path, device: str = "cpu"):
 
 def from_record(record_path: Path) -> Path:
     """The adapter folder a record points at, checked against the hash the record holds."""
-    from loft import schema
+    from loft.core import schema
     from loft.runner import absolute
 
     try:  # validated, but not against its path: a record may be copied anywhere (the hash below guards it)

@@ -3,7 +3,8 @@
 Tables are built from these files alone. The path is derived from the run's key and variant
 (loft/variant.py); the record also stores a hash of the resolved config, so a rerun with
 different settings under the same name is refused instead of silently skipped (use
-`force=true` or `tag=...`). The fields are defined once, in loft/schema.py.
+`force=true` or `tag=...`). The fields are defined once, in loft/core/schema.py;
+the key and the path it names in loft/core/key.py.
 """
 from __future__ import annotations
 
@@ -15,52 +16,16 @@ import platform
 import subprocess
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from loft.core.paths import REPO
 
 
 # Settings that do not change what a run computes, left out of its config hash (dotted paths).
 NON_SEMANTIC_KEYS = ("logger", "paths", "force", "resume", "hydra", "trainer.checkpoint_every", "trainer.stop_after_steps",
                      "model.kind", "trainer.save_adapter")  # kind: a declaration for the task/model check, implied by model.loader
-MAX_NAME = 120  # characters of a variant kept in a file name (a hash stands for the rest)
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "hydra-core", "omegaconf", "wandb", "datasets", "accelerate")
-
-
-@dataclass(frozen=True)
-class RunKey:
-    task: str
-    model: str
-    method: str
-    rank: int | None
-    seed: int
-    variant: str = ""  # tag, or the overrides that are not part of the key (loft/variant.py)
-
-    @property
-    def rank_label(self) -> str:
-        return "full" if self.rank is None else f"r{self.rank}"
-
-    def relative_path(self) -> Path:
-        name = f"{self.rank_label}_seed{self.seed}" + (f"_{file_part(self.variant)}" if self.variant else "") + ".json"
-        return Path(self.task) / self.model / self.method / name
-
-    def lock_path(self, runs_dir: Path) -> Path:
-        """Beside the record, not named *.json: readers never take it for one."""
-        path = runs_dir / self.relative_path()
-        return path.with_name(path.name + ".lock")
-
-    def run_id(self) -> str:
-        """Stable id (W&B run id, checkpoint folder) for this key."""
-        return hashlib.sha1(str(self.relative_path()).encode()).hexdigest()[:16]
-
-
-def file_part(variant: str) -> str:
-    """A variant as a file-name suffix: '/' escaped (so it stays one name), very long ones
-    shortened with their hash."""
-    safe = variant.replace("%", "%25").replace("/", "%2F")
-    if len(safe) > MAX_NAME:
-        safe = safe[:MAX_NAME - 9] + "~" + hashlib.sha1(variant.encode()).hexdigest()[:8]
-    return safe
 
 
 def config_hash(config: dict, ignore: tuple[str, ...] = ()) -> str:
@@ -89,7 +54,7 @@ def versions() -> dict[str, str]:
 def git_sha(repo: Path | None = None) -> str | None:
     """HEAD's sha, with '-dirty.<hash of the diff>' when tracked files differ from it (two
     different edits of one commit are two code versions); None outside git."""
-    repo = repo or Path(__file__).resolve().parents[1]
+    repo = repo or REPO
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
         diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=repo, capture_output=True, check=True).stdout

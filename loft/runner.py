@@ -18,38 +18,31 @@ import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 
-from loft import adapters, quantization, schema
+from loft import adapters, quantization
+from loft.core import schema
+from loft.core.dtypes import resolve_dtype
 from loft.core.errors import ConfigError, DamagedFileError, TrainingDiverged
+from loft.core.key import RunKey
+from loft.core.paths import REPO
 from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
-from loft.variant import variant_of
-from loft.records import RunKey, columnar, config_hash, git_sha, versions, write_json_atomic
-from loft.tracking import Tracker
-from loft.validation import check_writable, validate
-from loft.checkpoint import read_checkpoint_progress
+from loft.records import columnar, config_hash, git_sha, versions, write_json_atomic
 from loft.config_schema import unset_later_fields
-from loft.distributed import init_world, sharding_engine, wrap
 from loft.train.callbacks import Callbacks
-from loft.training import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, peak_memory_bytes, total_steps,
-                           train)
-
-REPO = Path(__file__).resolve().parents[1]
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from loft.train.checkpoint import read_checkpoint_progress
+from loft.train.distributed import init_world, sharding_engine, wrap
+from loft.train.loop import (Checkpointing, TrainResult, accumulation_steps, micro_batch_size, optimizer_state_bytes,
+                             peak_memory_bytes, total_steps, train)
+from loft.train.tracking import Tracker
+from loft.validation import check_writable, validate
+from loft.variant import variant_of
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name not in DTYPES:
-        raise ConfigError(f"trainer.dtype={name} is not one of auto, {', '.join(DTYPES)}")
-    return DTYPES[name]
 
 
 def absolute(path: str) -> Path:
@@ -109,7 +102,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     transformers.set_seed(int(cfg.seed))
     world, world_device = init_world()
     device = world_device or resolve_device(cfg.trainer.device)
-    dtype = resolve_dtype(cfg.trainer.dtype, device)
+    dtype = resolve_dtype(cfg.trainer.dtype, device, setting="trainer.dtype")
     task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
     bundle = load_model(cfg.model, **task.model_args())
     sharded = world.size > 1 and sharding_engine() == "fsdp"  # fully_shard moves each shard to the GPU itself
@@ -153,7 +146,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
         "steps": result.steps, "bad_steps": result.bad_steps,
         "trainable_params": method.trainable_params,
         "total_params": sum(p.numel() for p in method.model.parameters()),
-        "optimizer_state_bytes": _state_bytes(method.optimizer),
+        "optimizer_state_bytes": optimizer_state_bytes(method.optimizer),
         "wall_time_s": time.perf_counter() - start, "train_time_s": result.train_time_s,
         "peak_memory_bytes": peak_memory_bytes(device),
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "world_size": world.size,
@@ -164,6 +157,7 @@ def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
         **callbacks.summaries(),  # `selection`: candidate steps, their scores, the step picked
         "adapter": adapter,  # {path, format, sha256} of results/adapters/<record name>/, or None
         "notes": list(getattr(task, "notes", [])),  # e.g. a partial offline union, a missing eval set
+        "data": task.provenance() or None,  # {train_file, rows, sha256} of the training data; None = unknown
         "versions": versions(), "git_sha": code,
         "config": config, "config_hash": digest,
         "history": columnar(result.history),
@@ -226,10 +220,3 @@ def checkpointing(cfg: DictConfig, key: RunKey, digest: str, code: str | None) -
     ckpt = Checkpointing(path if every else None, every, resume != "false", int(stop) if stop is not None else None,
                          digest, code)
     return ckpt, resumed_from
-
-
-def _state_bytes(optimizer) -> int:
-    if hasattr(optimizer, "state_bytes"):
-        return optimizer.state_bytes()
-    return sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
-               if torch.is_tensor(t) and t.ndim > 0)

@@ -31,9 +31,8 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from loft.core.paths import REPO  # noqa: E402
 
 from omegaconf import OmegaConf  # noqa: E402
 

@@ -34,8 +34,8 @@ import xml.etree.ElementTree as ET
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from loft.core.paths import REPO  # noqa: E402
 
 PAPER_METHODS = ["lora", "dora", "loft", "loft_simple"]         # LoFT paper, Tables 8, 9, 12
 ORTH_METHODS = ["lora", "psoft", "loft_orth_principal"]

@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from loft.core.paths import REPO  # noqa: E402
 
 from loft import adapters  # noqa: E402
 from loft.core.errors import ConfigError  # noqa: E402
@@ -26,7 +26,7 @@ from loft.core.errors import ConfigError  # noqa: E402
 def push(folder: Path, repo_id: str) -> str:
     from huggingface_hub import HfApi
 
-    from loft.models import hub_reachable
+    from loft.core.hub import hub_reachable
 
     if not hub_reachable():
         raise ConfigError(f"cannot push to {repo_id}: the Hugging Face hub is unreachable (offline); "

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from loft.core.paths import REPO  # noqa: E402
 
 TASKS = ["rte", "mrpc", "cola", "stsb", "sst2"]
 METHODS = ["lora", "loft", "psoft", "loft_orth_principal", "loft_orth_skewgrad"]
@@ -71,7 +71,7 @@ def sweep_command(args) -> list[str]:
 def table(args) -> tuple[str, list[str]]:
     """Read through the record schema (loft/tables/records.py): invalid or duplicate records are
     listed and left out; a cell resting on a run not ok or with skipped steps is marked ‡."""
-    from loft.records import RunKey
+    from loft.core.key import RunKey
     from loft.tables.records import load_records
 
     index = load_records(args.runs_dir)

@@ -18,8 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from loft.core.paths import REPO  # noqa: E402
 
 from tasks.data_files import write_row_count  # noqa: E402  (the row count a task checks the file against)
 

@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from loft.core.paths import REPO  # noqa: E402
 
 from loft.tables.presets import load_preset, preset_names  # noqa: E402
 

@@ -6,7 +6,7 @@ which method trains it. `loft/runner.py` (called by `run.py`) drives it:
     task = hydra.utils.instantiate(cfg.task, _recursive_=False, _convert_="all")
     bundle = loft.models.load_model(cfg.model, **task.model_args())   # e.g. {"num_labels": 3}
     task.setup(bundle, data_dir)                  # data only: bundle.tokenizer, shapes of bundle.model
-    # the method wraps bundle.model; the loop (loft/training.py) then calls, per epoch,
+    # the method wraps bundle.model; the loop (loft/train/loop.py) then calls, per epoch,
     for micro_batch in task.train_batches(micro_batch_size, epoch, seed):
         loss = task.loss(model, micro_batch)      # backward and optimizer step are the loop's
     # and the hooks of Callbacks(task.callbacks()) (loft/train/callbacks.py) after each step
@@ -68,6 +68,10 @@ class Task:
         selection on held-out rows; the loop calls them and checkpoints their state."""
         return []
 
+    def provenance(self) -> dict:
+        """Which training data the run read, for the record's `data` field: {train_file, rows, sha256}
+        (loft.core.provenance.file_provenance builds it after setup); {} = unknown."""
+        return {}
 
 def on_model_device(model, batch: dict, floating: tuple[str, ...] = ()) -> dict:
     """`batch`'s tensors on the device of `model`'s parameters; the `floating` keys (pixel values)

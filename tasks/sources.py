@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from loft.core.errors import ConfigError, DataMissingError
-from loft.core.hub import hub_reachable
+from loft.core import hub  # hub.hub_reachable looked up at call time: one patch target for tests
 
 SOURCES = ("auto", "local", "hub")
 
@@ -37,7 +37,7 @@ def check_source(source: str, key: str = "task.source") -> str:
 
 def hub_allowed(source: str) -> bool:
     """True when `source` permits the hub (not `local`) and the hub is reachable."""
-    return source != "local" and hub_reachable()
+    return source != "local" and hub.hub_reachable()
 
 
 class HubProbe:

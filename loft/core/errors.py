@@ -28,3 +28,8 @@ class DataMissingError(FileNotFoundError):
 
 class DataCorruptError(DataMissingError):
     """A data file is there but damaged (unreadable, or cut short); the message names it and the fix."""
+
+
+class ModelMissingError(DataMissingError):
+    """Model weights are not available here; the message names the fix. A DataMissingError
+    (hence also an OSError), so the runner reports it in one line like missing data."""

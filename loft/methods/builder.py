@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from loft import quantization
 from loft.core.errors import ConfigError
-from loft.distributed import sharding_engine, supports_sharding
+from loft.train.distributed import sharding_engine, supports_sharding
 from loft.optim import ShardingLayoutError, lora_pairs
 
 from .base import Method, MethodContext, in_head

@@ -45,6 +45,7 @@ def _kwargs(cfg) -> dict:
 
 
 def _param_count(module: nn.Module) -> int:
+    """All parameters of `module` (the prompts or adapter the method adds: all of them train)."""
     return sum(p.numel() for p in module.parameters())
 
 

@@ -50,7 +50,7 @@ class LowRankPairOptimizer(torch.optim.Optimizer):
     on the local shards, sums r x r products over ranks through `self._layout`, and gathers
     its state in `state_dict()` so checkpoints do not depend on the number of processes."""
 
-    supports_fsdp = True  # capability flag read by loft.methods / loft.checkpoint
+    supports_fsdp = True  # capability flag read by loft.methods / loft.train.checkpoint
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 LoFT's large state lives per row of U = scale * B (m rows) and per row of V = A^T (n rows);
 rows couple only through r x r quantities. So under FSDP2 B is sharded by rows (Shard(0),
-FSDP's default) and A by columns (Shard(1), see `loft.distributed.lora_placement`), every
+FSDP's default) and A by columns (Shard(1), see `loft.train.distributed.lora_placement`), every
 state tensor is sharded with its factor's rows, and a step needs only:
 
 - all-reduces (sums over ranks) of r x r products: the Grams U^T U, V^T V, the two products
@@ -109,6 +109,6 @@ def factor_layout(pairs: Sequence) -> Whole:
                  for t, dim in ((pair.B, 0), (pair.A, 1)))
         if not ok:
             raise ShardingLayoutError("LoFT under FSDP needs lora_B sharded by rows (Shard(0)) and lora_A by columns "
-                                      "(Shard(1)) on one 1-D mesh; wrap with loft.distributed.wrap (fully_shard with "
+                                      "(Shard(1)) on one 1-D mesh; wrap with loft.train.distributed.wrap (fully_shard with "
                                       "shard_placement_fn=lora_placement(model))")
     return RowSharded(mesh)

@@ -1,3 +1,4 @@
-"""Parts of the training loop (loft/training.py drives them): callbacks that the loop calls from
-its own step and epoch counters (`callbacks`), and checkpoint selection as one of them
-(`selection`). Issue 12 moves the loop and the checkpoint file here too."""
+"""Training: the loop every task and method shares (`loop`), the callbacks it calls from its own
+step and epoch counters (`callbacks`; checkpoint selection is one of them, `selection`), the
+checkpoints a run resumes from (`checkpoint`), data parallelism and FSDP2 (`distributed`) and the
+W&B side channel (`tracking`)."""

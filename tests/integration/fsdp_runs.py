@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from loft.runner import run
-from loft.training import Interrupted
+from loft.train.loop import Interrupted
 from tests.conftest import compose_config
 
 

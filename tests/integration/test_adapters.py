@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from loft import adapters, runner
 from loft.core.errors import ConfigError
-from loft.tracking import Tracker
+from loft.train.tracking import Tracker
 from tests.conftest import REPO, compose_config
 from tests.integration.test_runner import TINY_LM
 
@@ -185,7 +185,7 @@ def test_export_checks_the_hash_and_push_offline_is_one_line(trained, tmp_path, 
     assert export_adapter.main([str(tmp_path / "record.json"), "--merge", str(tmp_path / "m")]) == 2
     assert "changed since" in capsys.readouterr().err
 
-    monkeypatch.setattr("loft.models.hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda timeout=3.0: False)
     assert export_adapter.main([str(run.folder), "--push", "someone/adapter"]) == 2
     err = capsys.readouterr().err.strip()
     assert "offline" in err and "\n" not in err and err.startswith("error: cannot push to someone/adapter")

@@ -13,10 +13,10 @@ from pathlib import Path
 import hydra
 import pytest
 
-from loft.checkpoint import read_checkpoint_progress
+from loft.train.checkpoint import read_checkpoint_progress
 from loft.core.errors import DamagedFileError
 from loft.runner import run
-from loft.training import Interrupted
+from loft.train.loop import Interrupted
 from tasks.base import DataCorruptError
 from tasks.commonsense.data import CommonsenseFiles
 from tasks.glue import GLUE, GlueTask, read_glue_tsv, write_glue_tsv

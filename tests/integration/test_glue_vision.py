@@ -13,11 +13,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from loft.core import hub
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from loft.runner import run
-from loft.training import Interrupted
+from loft.train.loop import Interrupted
 from tasks.base import DataMissingError
 from tasks.glue import GLUE, GlueTask, read_glue_tsv, write_glue_tsv
 from tasks.vision import FashionMnistTask, HubImageTask, VtabTask
@@ -106,7 +105,7 @@ def test_prepare_data_glue_writes_the_canonical_layout(tmp_path, monkeypatch):
 
 
 def test_missing_glue_data_names_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda timeout=3.0: False)
     task = GlueTask(name="glue_qqp", glue_task="qqp")
     with pytest.raises(DataMissingError, match=r"hub unreachable.*prepare_data.py glue --data-dir"):
         task._read("train", str(tmp_path))
@@ -247,7 +246,8 @@ def test_vtab_hub_split_mapping_and_missing_message(tmp_path, monkeypatch):
     assert len(vtab.vtab_hub_source("dtd", "train800val200")) == 1000
     with pytest.raises(ValueError, match="protocol=tune needs a separate train800"):
         vtab.vtab_hub_source("dtd", "train800")
-    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
+        vision.vtab_hub_source("dtd", "train800")
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(DataMissingError, match=r"prepare_data.py vtab --only dtd .*fw407/vtab-1k_dtd"):
         VtabTask(name="vtab_dtd", vtab_name="dtd").load_split("train", str(tmp_path))
 

@@ -9,7 +9,7 @@ import torch
 
 from loft.core.errors import ConfigError, TrainingDiverged
 from loft.runner import run
-from loft.training import Interrupted
+from loft.train.loop import Interrupted
 from tests.conftest import compose_config
 from tests.integration.test_runner import SMALL_MATFAC, TINY_LM, _cli
 

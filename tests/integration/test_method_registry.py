@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from loft.core.errors import ConfigError
-from loft.distributed import supports_sharding
+from loft.train.distributed import supports_sharding
 from loft.methods import OPTIMIZERS, MethodContext, build_method, register_optimizer, unregister
 from loft.models import load_model
 from loft.runner import run

@@ -20,7 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # plain `pytest` puts only tests/integration on the path
 
 from loft import models  # noqa: E402
-from tasks import sources  # noqa: E402
 from loft.models import ModelMissingError, load_model  # noqa: E402
 from tasks.base import DataCorruptError, DataMissingError  # noqa: E402
 from tasks.lm.wikitext2 import Wikitext2Task  # noqa: E402
@@ -115,13 +114,13 @@ def test_missing_file_names_the_fix(tiny, tmp_path, monkeypatch):
     # A canonical WikiText-2 file absent locally: local-only, then auto with the hub unreachable.
     with pytest.raises(DataMissingError, match="prepare_data.py wikitext2 --data-dir"):
         make_task(source="local").setup(tiny, str(tmp_path))
-    monkeypatch.setattr(sources, "hub_reachable", lambda: False)  # the task asks through tasks/sources.py
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(DataMissingError, match="hub unreachable.*tinyshakespeare"):
         make_task().setup(tiny, str(tmp_path))
 
 
 def test_hub_model_offline_error(monkeypatch):
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelMissingError, match="hf download no-such-org/no-such-model.*model=tiny_llama"):
         load_model(model_cfg("gpt2", hf_id="no-such-org/no-such-model"))
 
@@ -159,7 +158,7 @@ def test_smollm2_loads_from_cache():
 
 
 def test_offline_train_split_falls_back_to_validation_with_a_note(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda timeout=3.0: False)
     (tmp_path / "lm").mkdir()
     (tmp_path / "lm" / "wikitext2_tok_valid.txt").write_text("valid " * 200)
     (tmp_path / "lm" / "wiki.test.raw").write_text("test " * 200)

@@ -10,9 +10,9 @@ import pytest
 from loft import runner
 from loft.core.errors import ConfigError, RunLocked, TrainingDiverged
 from loft.locking import record_lock
-from loft.records import RunKey
+from loft.core.key import RunKey
 from loft.runner import run
-from loft.training import Interrupted
+from loft.train.loop import Interrupted
 from loft.tables.records import load_records
 from tests.conftest import compose_config
 from tests.integration.test_runner import SMALL_MATFAC, _cli

@@ -1,6 +1,7 @@
 """The runner end to end: records, skip/force, errors that name the fix, every method config."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
@@ -34,6 +35,7 @@ def test_record_has_contract_fields_and_is_skipped_on_rerun(runs_dir):
     assert on_disk["history"]["loss"][-1] < 0.1 * on_disk["history"]["loss"][0]
     assert on_disk["trainable_params"] == 4 * (48 + 32)
     assert not list(path.parent.glob(".tmp-*")), "atomic write left a temp file"
+    assert on_disk["data"] is None  # matfac reads no data file: provenance unknown
 
     assert run(cfg) is None, "a finished combination must be skipped"
     changed = compose_config(*SMALL_MATFAC, "method=loft", "trainer.lr=0.01", runs_dir=runs_dir)
@@ -41,6 +43,19 @@ def test_record_has_contract_fields_and_is_skipped_on_rerun(runs_dir):
         run(changed)
     forced = compose_config(*SMALL_MATFAC, "method=loft", "trainer.lr=0.01", "force=true", runs_dir=runs_dir)
     assert run(forced)["config"]["trainer"]["lr"] == 0.01
+
+
+def test_the_tasks_data_provenance_is_recorded(runs_dir, tmp_path, monkeypatch):
+    from loft.core.provenance import file_provenance
+    from tasks.matfac import MatFacTask
+
+    train_file = tmp_path / "train.txt"
+    train_file.write_text("one row\nanother row\n")
+    monkeypatch.setattr(MatFacTask, "provenance", lambda self: file_provenance(train_file, 2, root=tmp_path))
+    record = run(compose_config(*SMALL_MATFAC, "method=lora", "trainer.max_steps=2", runs_dir=runs_dir))
+    on_disk = json.loads((runs_dir / "matfac" / "matfac" / "lora" / "r4_seed0.json").read_text())
+    expected = {"train_file": "train.txt", "rows": 2, "sha256": hashlib.sha256(b"one row\nanother row\n").hexdigest()}
+    assert record["data"] == on_disk["data"] == expected
 
 
 def test_full_method_has_no_rank_in_its_key(runs_dir):

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from loft.config_schema import unset_later_fields
 from loft.core.errors import ConfigError
 from loft.records import config_hash
-from loft.training import total_steps, warmup_steps
+from loft.train.loop import total_steps, warmup_steps
 from loft.validation import validate
 from tasks.glue import GLUE, GlueTask
 from tests.conftest import compose_config

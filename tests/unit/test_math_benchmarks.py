@@ -109,7 +109,7 @@ def test_local_files_train_types_subset_and_eval_limit(tmp_path):
 
 
 def test_hub_rows_when_no_local_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda: True)
     spec = dataclasses.replace(BENCHMARKS["orca_math"], hub_train=lambda: [{"question": "hq", "answer": "ha"}],
                                hub_eval=lambda: [{"question": "e", "answer": "1"}])
     monkeypatch.setitem(math_task.BENCHMARKS, "orca_math", spec)
@@ -119,7 +119,7 @@ def test_hub_rows_when_no_local_file(tmp_path, monkeypatch):
 
 
 def test_gsm8k_falls_back_to_its_train_split_when_the_hub_fails(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda: True)
 
     def outage():
         raise ConnectionError("503")
@@ -134,7 +134,7 @@ def test_gsm8k_falls_back_to_its_train_split_when_the_hub_fails(tmp_path, monkey
 
 
 def test_missing_training_data_is_an_error_only_when_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda: False)
     write_jsonl(tmp_path / "math500/test.jsonl", [{"problem": "p", "answer": "1"}])
     with pytest.raises(DataMissingError, match=r"MetaMathQA-395K.json not found \(hub unreachable\)\. Fix: "
                                                r"`python scripts/prepare_data.py metamathqa .*trainer.max_steps=0"):

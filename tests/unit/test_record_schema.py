@@ -3,12 +3,15 @@
 invalid JSON), each listed by path with its reason and left out; marks for runs not ok."""
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 import pytest
 
-from loft import schema
-from loft.records import RunKey
+from loft.core import schema
+from loft.core.key import RunKey
+from loft.core.provenance import CHUNK, file_provenance
 from loft.tables import build_table, load_records
 from loft.tables.render import to_latex, to_markdown
 from loft.variant import variant_of
@@ -42,6 +45,40 @@ def test_schema_2_fields_are_checked_and_schema_1_is_read_as_2(tmp_path):
         schema.check({**old, "schema": 3}, path)
     with pytest.raises(schema.RecordError, match="field 'seed' is True, not an integer"):
         schema.normalize({**old, "seed": True})
+
+
+def test_file_provenance_is_the_files_sha256_rows_and_name(tmp_path):
+    data = tmp_path / "data" / "cs" / "train.json"
+    data.parent.mkdir(parents=True)
+    body = b"".join(b'{"q": %d}\n' % i for i in range(300_000))  # several read chunks
+    data.write_bytes(body)
+    assert len(body) > 2 * CHUNK
+    got = file_provenance(data, 300_000, root=tmp_path / "data")
+    assert got == {"train_file": "cs/train.json", "rows": 300_000, "sha256": hashlib.sha256(body).hexdigest()}
+    assert file_provenance(data, 7)["train_file"] == str(data)  # no root: the path as given
+    data.write_bytes(body[:-1] + b" ")  # one byte changed: another sha
+    assert file_provenance(data, 300_000)["sha256"] != got["sha256"]
+
+
+def test_the_optional_data_field_is_checked_when_present(tmp_path):
+    path = write_record(tmp_path, CS, "llama_7b", "loft", 16, 0, {"boolq": 0.7})
+    record = schema.check(json.loads(path.read_text()), path)
+    assert "data" not in record  # absent: unknown, still valid (records written before the field)
+    good = {"train_file": "commonsense/commonsense_170k.json", "rows": 170_420, "sha256": "ab" * 32}
+    assert schema.check({**record, "data": None}, path)["data"] is None
+    assert schema.check({**record, "data": good}, path)["data"] == good
+    bad = [(["x"], "field 'data' is ['x'], not a dict or null"),
+           ({k: v for k, v in good.items() if k != "sha256"}, "field 'data.sha256' is missing"),
+           ({**good, "sha256": "ab" * 31}, f"field 'data.sha256' is '{'ab' * 31}', not 64 lowercase hex digits"),
+           ({**good, "sha256": "AB" * 32}, "not 64 lowercase hex digits"),
+           ({**good, "rows": "170420"}, "field 'data.rows' is '170420', not a non-negative integer"),
+           ({**good, "rows": -1}, "field 'data.rows' is -1, not a non-negative integer"),
+           ({**good, "rows": True}, "field 'data.rows' is True, not a non-negative integer"),
+           ({**good, "train_file": ""}, "field 'data.train_file' is '', not a non-empty string"),
+           ({**good, "split": "train"}, "field 'data' has unknown keys ['split']")]
+    for value, message in bad:
+        with pytest.raises(schema.RecordError, match=re.escape(message)):
+            schema.check({**record, "data": value}, path)
 
 
 def _table_md(runs, tmp_path):

@@ -25,7 +25,7 @@ def test_check_source_names_the_key_and_the_choices():
 
 def test_hub_probe_asks_once_and_never_for_local(monkeypatch):
     calls = []
-    monkeypatch.setattr(sources, "hub_reachable", lambda: calls.append(1) or True)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda: calls.append(1) or True)
     probe = HubProbe("auto")
     assert probe() and probe() and calls == [1]
     assert not HubProbe("local")() and calls == [1]
@@ -34,7 +34,7 @@ def test_hub_probe_asks_once_and_never_for_local(monkeypatch):
 
 def test_a_task_probe_is_asked_once_for_all_its_files(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(sources, "hub_reachable", lambda: calls.append(1) and False)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda: calls.append(1) and False)
     probe = HubProbe("auto")
     for name in ("train.json", "test.json"):
         with pytest.raises(DataMissingError, match="hub unreachable"):
@@ -43,7 +43,7 @@ def test_a_task_probe_is_asked_once_for_all_its_files(tmp_path, monkeypatch):
 
 
 def test_local_or_hub_reads_the_file_unless_source_is_hub(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda: True)
     path = tmp_path / "rows.txt"
     path.write_text("local")
     read, load = (lambda p: p.read_text()), (lambda: "hub")
@@ -59,13 +59,13 @@ def test_local_or_hub_reads_the_file_unless_source_is_hub(tmp_path, monkeypatch)
     ("auto", True, None, r"not a WikiText-2 split"),
 ])
 def test_missing_file_says_why_and_names_the_fix(tmp_path, monkeypatch, source, reachable, load, why):
-    monkeypatch.setattr(sources, "hub_reachable", lambda: reachable)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda: reachable)
     with pytest.raises(DataMissingError, match=rf"absent.txt not found \({why}\)\. Fix: `prepare x`$"):
         hub_or_missing(load, tmp_path / "absent.txt", source, "`prepare x`", no_hub="not a WikiText-2 split")
 
 
 def test_a_hub_failure_still_names_the_local_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+    monkeypatch.setattr("loft.core.hub.hub_reachable", lambda: True)
 
     def outage():
         raise ConnectionError("503 Service Unavailable\nretry later")

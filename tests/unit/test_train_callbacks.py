@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
-from loft.distributed import World, shard
+from loft.train.distributed import World, split_by_rank
 from loft.core.errors import ConfigError
 from loft.train.callbacks import Callbacks, EpochClock, StepEnd, micro_batches_per_epoch
 from loft.train.selection import HalfSplit, ModelSelection
-from loft.training import _micro_batches
+from loft.train.loop import _micro_batches
 
 
 class TaggedTask:
@@ -42,7 +42,7 @@ CASES = [(32, 16, 1, 1), (100, 8, 2, 1), (7, 1, 3, 2), (10, 2, 1, 2), (1, 4, 2, 
 @pytest.mark.parametrize("n, micro, accum, world", CASES)
 def test_epoch_clock_matches_the_stream_every_rank_takes(n, micro, accum, world):
     task, total = TaggedTask(n), 9
-    ranks = [shard(_micro_batches(task, micro, seed=0), World(rank, world)) for rank in range(world)]
+    ranks = [split_by_rank(_micro_batches(task, micro, seed=0), World(rank, world)) for rank in range(world)]
     clock = EpochClock(micro_batches_per_epoch(n, micro), accum * world, total)
     for step in range(1, total + 1):
         taken = [next(stream) for stream in ranks for _ in range(accum)]
@@ -179,7 +179,7 @@ def test_half_split_is_disjoint_fixed_and_covers_the_split():
 
 
 def test_checkpoint_carries_callback_state_and_refuses_task_era_selection(tmp_path):
-    from loft import checkpoint
+    from loft.train import checkpoint
 
     def fresh():
         model = _linear()

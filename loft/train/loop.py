@@ -25,8 +25,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from loft import checkpoint
-from loft.distributed import World, gradient_sync, mean_over_ranks, shard
+from loft.train import checkpoint
+from loft.train.distributed import World, gradient_sync, mean_over_ranks, split_by_rank
 from loft.core.errors import ConfigError, TrainingDiverged
 from loft.train.callbacks import Callbacks, EpochClock, micro_batches_per_epoch
 
@@ -57,6 +57,15 @@ def peak_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """The optimizer's own count (`state_bytes()`, e.g. LoFT's packed cross terms) when it has one,
+    else the bytes of the tensors in `optimizer.state` (step counters excluded)."""
+    if hasattr(optimizer, "state_bytes"):
+        return int(optimizer.state_bytes())
+    return sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
+               if torch.is_tensor(t) and t.ndim > 0)
 
 
 def total_steps(tcfg, num_examples: int) -> int:
@@ -137,7 +146,7 @@ def train(model, optimizer, task, tcfg, seed: int, method_name: str,
     if progress.get("micro_batch_size", micro) != micro:
         raise ConfigError(f"{ckpt.path} was written with micro batches of {progress['micro_batch_size']}, this run uses "
                           f"{micro}; set trainer.micro_batch_size={progress['micro_batch_size']} to resume it")
-    batches = shard(_micro_batches(task, micro, seed, start=progress["consumed"]), world)
+    batches = split_by_rank(_micro_batches(task, micro, seed, start=progress["consumed"]), world)
     model.train()
     bad_in_a_row, above_in_a_row, last_finite = 0, 0, float("nan")
     start = time.perf_counter() - progress["train_time_s"]

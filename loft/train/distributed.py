@@ -100,7 +100,8 @@ def supports_sharding(optimizer: torch.optim.Optimizer) -> bool:
     return getattr(optimizer, "supports_fsdp", type(optimizer).__module__.startswith("torch.optim"))
 
 
-def is_sharded(model: torch.nn.Module) -> bool:
+def is_fsdp_sharded(model: torch.nn.Module) -> bool:
+    """Whether FSDP2 has replaced the model's parameters by DTensor shards (`wrap`)."""
     return any(type(p).__name__ == "DTensor" for p in model.parameters())
 
 
@@ -108,8 +109,9 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def shard(stream: Iterator, world: World) -> Iterator:
-    """Rank k takes micro batches k, k + world, ... of the global stream."""
+def split_by_rank(stream: Iterator, world: World) -> Iterator:
+    """This rank's share of a data stream (not parameter sharding): rank k takes micro batches
+    k, k + world, ... of the global stream."""
     for i, item in enumerate(stream):
         if i % world.size == world.rank:
             yield item
@@ -126,7 +128,7 @@ def mean_over_ranks(value: float, world: World) -> float:
 @contextmanager
 def gradient_sync(model: torch.nn.Module, enabled: bool):
     """Skip the gradient all-reduce on accumulation micro steps (DDP no_sync / FSDP2's switch)."""
-    if enabled or not (isinstance(model, torch.nn.parallel.DistributedDataParallel) or is_sharded(model)):
+    if enabled or not (isinstance(model, torch.nn.parallel.DistributedDataParallel) or is_fsdp_sharded(model)):
         yield
     elif hasattr(model, "set_requires_gradient_sync"):  # FSDP2
         model.set_requires_gradient_sync(False)

@@ -19,7 +19,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_model_state_dict, set_optimizer_state_dict)
 
 from loft.records import atomic_path
-from loft.distributed import is_sharded, unwrap
+from loft.train.distributed import is_fsdp_sharded, unwrap
 from loft.core.errors import ConfigError, DamagedFileError
 
 
@@ -27,7 +27,7 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Trainable tensors by name, without DDP's `module.` prefix (a checkpoint of a 2-process
     run loads into a 1-process run and back); FSDP shards are gathered into full tensors."""
     model = unwrap(model)
-    if is_sharded(model):
+    if is_fsdp_sharded(model):
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         names = {name for name, p in model.named_parameters() if p.requires_grad}
         return {name: t for name, t in full.items() if name in names}
@@ -52,7 +52,7 @@ def restore_rng(state: dict) -> None:
 def _gathered_by_torch(model, optimizer) -> bool:
     """Sharded model, optimizer with torch's state layout: torch.distributed.checkpoint gathers
     it. An optimizer with `supports_fsdp` (LoFT) gathers its own state in state_dict()."""
-    return is_sharded(unwrap(model)) and not getattr(optimizer, "supports_fsdp", False)
+    return is_fsdp_sharded(unwrap(model)) and not getattr(optimizer, "supports_fsdp", False)
 
 
 def optimizer_state(model, optimizer) -> dict:
@@ -66,7 +66,7 @@ def save(path: Path, model, optimizer, scheduler, progress: dict, write: bool = 
     """Gather (every rank must call this under FSDP) and, where `write`, save atomically, with
     the callbacks' states (Callbacks.state_dict()) unless the model is sharded (a model
     selection snapshot would hold only this rank's shard)."""
-    keep_callbacks = callbacks is not None and not is_sharded(unwrap(model))
+    keep_callbacks = callbacks is not None and not is_fsdp_sharded(unwrap(model))
     payload = {"model": trainable_state(model), "optimizer": optimizer_state(model, optimizer),
                "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": progress,
                "callbacks": callbacks.state_dict() if keep_callbacks else {}}
@@ -83,7 +83,7 @@ def load(path: Path, model, optimizer, scheduler, callbacks=None) -> dict:
         raise ConfigError(f"{path} predates checkpoint selection in the training loop and cannot be resumed "
                           f"exactly; resume=false starts this run over")
     model = unwrap(model)
-    if is_sharded(model):
+    if is_fsdp_sharded(model):
         options = StateDictOptions(full_state_dict=True, strict=False)
         set_model_state_dict(model, payload["model"], options=options)
         if _gathered_by_torch(model, optimizer):
