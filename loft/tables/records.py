@@ -13,7 +13,7 @@ from pathlib import Path
 from loft import schema
 
 GroupKey = tuple  # (task, model, method, rank, variant)
-PUBLISHED_TRAIN_FILES = {"commonsense170k": "commonsense_170k.json"}  # task -> the file its paper trained on
+PUBLISHED_TRAIN_FILES = {"commonsense170k": "commonsense/commonsense_170k.json"}  # task -> the file its paper trained on (under the data dir)
 
 
 @dataclass

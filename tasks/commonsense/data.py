@@ -20,13 +20,7 @@ import numpy as np
 from tasks.commonsense.sets import SETS, to_llm_adapters
 from tasks.data_files import check_rows, read_json
 
-try:
-    from loft.core.provenance import file_provenance
-except ImportError:  # the shared helper comes with the infra branch; same contract until it lands
-    def file_provenance(path: Path, rows: int) -> dict:
-        """{"train_file": the file's name, "rows": rows read, "sha256": of its bytes}."""
-        return {"train_file": Path(path).name, "rows": int(rows),
-                "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+from loft.core.provenance import file_provenance
 
 PREPARE_FIX = "python scripts/prepare_data.py commonsense --data-dir {data_dir}"
 PUBLISHED_FILE = "commonsense/commonsense_170k.json"  # the papers' training file (LLM-Adapters)
@@ -68,9 +62,9 @@ class TrainingRows:
         if not self.files:
             return None
         if len(self.files) == 1:
-            return file_provenance(self.files[0], len(self.rows))
+            return file_provenance(self.files[0], len(self.rows), root=self.files[0].parents[1])
         digest = hashlib.sha256()
-        for path in self.files:
+        for path in self.files:  # the concatenated bytes, in reading order
             digest.update(path.read_bytes())
         name = "+".join(f"{p.parent.name}/{p.name}" for p in self.files)
         return {"train_file": name, "rows": len(self.rows), "sha256": digest.hexdigest()}

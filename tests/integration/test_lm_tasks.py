@@ -125,13 +125,13 @@ def test_published_file_first_then_the_union_with_a_note_and_the_provenance_of_w
 
     task = setup()
     assert task.num_train_examples() == 30 and any("commonsense_union_8.json" in n for n in task.notes)
-    assert task.provenance() == {"train_file": "commonsense_union_8.json", "rows": 30,
+    assert task.provenance() == {"train_file": "commonsense/commonsense_union_8.json", "rows": 30,
                                  "sha256": hashlib.sha256(union.read_bytes()).hexdigest()}
     published = tmp_path / "commonsense" / "commonsense_170k.json"
     published.write_text(json.dumps(rows[:12]))
     task = setup()
     assert task.num_train_examples() == 12 and not task.notes
-    assert task.provenance() == {"train_file": "commonsense_170k.json", "rows": 12,
+    assert task.provenance() == {"train_file": "commonsense/commonsense_170k.json", "rows": 12,
                                  "sha256": hashlib.sha256(published.read_bytes()).hexdigest()}
     joined = CommonsenseTask(name="arc_c+obqa", train_sets=["arc_c", "obqa"], eval_sets=["arc_c"], source="local",
                              train_max_steps=1, eval_limit=1)

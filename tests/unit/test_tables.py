@@ -195,10 +195,10 @@ def test_commonsense_table_reads_per_set_metrics_seeds_and_missing_cells(tmp_pat
 def test_cells_trained_on_another_file_than_the_papers_are_marked(tmp_path):
     runs = tmp_path / "runs"
     metrics = {k: 0.70 for k in CS} | {"avg": 0.70}
-    published = {"train_file": "commonsense_170k.json", "rows": 170420, "sha256": "ab"}
+    published = {"train_file": "commonsense/commonsense_170k.json", "rows": 170420, "sha256": "ab" * 32}
     write_record(runs, "commonsense170k", "llama_7b", "loft", 16, 0, metrics, data=published)
     write_record(runs, "commonsense170k", "llama_7b", "lora", 16, 0, metrics,
-                 data={"train_file": "commonsense_union_8.json", "rows": 147568, "sha256": "cd"})
+                 data={"train_file": "commonsense/commonsense_union_8.json", "rows": 147568, "sha256": "cd" * 32})
     write_record(runs, "commonsense170k", "llama_7b", "dora", 16, 0, metrics)  # older record: no `data` field
     table = build("table02_commonsense", runs)
     assert not row(table, "llama_7b", "LoFT r=16").cells["avg"].other_data
