@@ -5,14 +5,16 @@ a preset means here what it means to `python run.py -m +experiment=<name>`."""
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig
 
 from loft.config import register_resolvers
-from loft.tables.paper import REPO
+from loft.core.paths import REPO
 
 CONF = REPO / "conf"
 GROUPS = ("task", "model", "method")
@@ -32,8 +34,13 @@ def _hydra():
 
 def group_options(group: str) -> list[str]:
     """The configs of a Hydra group (e.g. "method", "experiment/cpu"), by name."""
+    return list(_group_options(group))
+
+
+@lru_cache(maxsize=None)  # conf/ does not change while a process reads it; Hydra's listing is slow
+def _group_options(group: str) -> tuple[str, ...]:
     with _hydra() as hydra:
-        return sorted(hydra.config_loader().get_group_options(group))
+        return tuple(sorted(hydra.config_loader().get_group_options(group)))
 
 
 def compose_run(*overrides: str, hydra_node: bool = False) -> DictConfig:
@@ -65,19 +72,29 @@ class Preset:
     sweep: dict[str, str] = field(default_factory=dict)       # hydra.sweeper.params as composed
 
     def choices(self, group: str) -> list[str]:
-        """Every config of `group` this preset's runs use: its choice plus swept values."""
-        values = [self.overrides[group]] if group in self.overrides else []
+        """Every config of `group` this preset's runs use: the swept values, else its choice."""
         if group in self.sweep:
-            values += [v.strip() for v in str(self.sweep[group]).split(",")]
-        return list(dict.fromkeys(values))
+            return list(dict.fromkeys(v.strip() for v in str(self.sweep[group]).split(",")))
+        return [self.overrides[group]] if group in self.overrides else []
 
     def missing(self) -> list[str]:
         """Config files this preset's sweep names that do not exist (yet)."""
-        return [f"conf/{g}/{c}.yaml" for g in GROUPS for c in self.choices(g) if c not in group_options(g)]
+        options = {g: set(group_options(g)) for g in GROUPS}
+        return [f"conf/{g}/{c}.yaml" for g in GROUPS for c in self.choices(g) if c not in options[g]]
 
 
-def load_preset(name: str) -> Preset:
-    cfg = compose_preset(name)
+def load_preset(name: str, cfg: DictConfig | None = None) -> Preset:
+    """A preset's group choices and sweep, from `cfg` (its compose_preset config) or composed here."""
+    cfg = compose_preset(name) if cfg is None else cfg
     choices = cfg.hydra.runtime.choices
     return Preset(name, {g: str(choices[g]) for g in GROUPS if choices.get(g) is not None},
                   {k: str(v) for k, v in (cfg.hydra.sweeper.params or {}).items()})
+
+
+def pending_configs(name: str) -> list[str]:
+    """What keeps a preset from running ([] when nothing does): the configs its sweep names that
+    do not exist, or Hydra's first line of why the preset does not compose."""
+    try:
+        return load_preset(name).missing()
+    except (HydraException, MissingConfigException) as err:
+        return [str(err).splitlines()[0]]
