@@ -37,9 +37,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# LoFT paper Figure 2: every method on the matfac problem, records under results/runs/matfac
+# LoFT paper Figure 2: the methods of conf/experiment/loft_figure2_matfac.yaml on the matfac problem,
+# records under results/runs/matfac
 figure2: $(STAMP)
-	$(PY) run.py -m method=full,lora,loft,loft_noalt,loft_nocal,loft_simple task=matfac
+	$(PY) run.py -m +experiment=loft_figure2_matfac
 
 # Result tables and figures from the run records: results/tables/*.md|.tex, results/figures/*.png
 tables: $(STAMP)

@@ -10,7 +10,8 @@ Each preset is one `python run.py -m +experiment=<name> [overrides]` subprocess,
 preset does not stop the others (a failing job does stop the rest of its own sweep: Hydra's
 multirun ends at the first job that exits non-zero). Resumable: launched again, the runner
 skips finished runs and continues interrupted ones from their checkpoint (resume=auto).
-Presets whose task, model or method config does not exist yet are reported and skipped.
+Presets are read through Hydra's compose API (loft/tables/presets.py); one whose swept task,
+model or method config does not exist yet, or that does not compose, is reported and skipped.
 Overrides after `--` go to every run (e.g. paths.runs_dir=..., logger=disabled); a
 paths.runs_dir override is also where the tables are built from.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from loft.core.paths import REPO  # noqa: E402
 
-from loft.tables.presets import load_preset, preset_names  # noqa: E402
+from loft.tables.presets import pending_configs, preset_names  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     names = [n for n in preset_names(args.scale) if not args.only or re.search(args.only, n)]
     ran, failed, pending = [], [], []
     for name in names:
-        missing = load_preset(name).missing()
+        missing = pending_configs(name)  # composed by Hydra, as run.py will
         if missing:
             pending.append(name)
             print(f"[reproduce] pending {name}: needs {', '.join(missing)}", flush=True)

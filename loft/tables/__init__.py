@@ -6,7 +6,7 @@
 
 Published numbers: results/paper/*.csv (paper.py). How a paper table maps to records:
 specs.yaml (spec.py). Rows and cells: build.py. Markdown/LaTeX: render.py. Figures: figures.py.
-Experiment presets: presets.py.
+Experiment presets, composed through Hydra's compose API (never read from conf/ by hand): presets.py.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loft.tables.paper import REPO, PaperRow, PaperTable, load_paper_table
+from loft.tables.paper import PaperRow, PaperTable, load_paper_table
 from loft.tables.records import Record, RecordIndex
 from loft.tables.spec import Column, Source, Specs, TableSpec
 
@@ -85,8 +85,11 @@ class Table:
         return any(r.records for r in self.rows)
 
 
-def available_methods(conf_dir: Path = REPO / "conf") -> set[str]:
-    return {p.stem for p in (conf_dir / "method").glob("*.yaml")}
+def available_methods() -> set[str]:
+    """The runner's methods: the options of Hydra's `method` group (read through Hydra, not conf/)."""
+    from loft.tables.presets import group_options  # Hydra's loader: only tables that mark n/a rows need it
+
+    return set(group_options("method"))
 
 
 def source_value(src: Source, rec: Record) -> float | None:

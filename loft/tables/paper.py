@@ -26,7 +26,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from loft.core.paths import REPO
+
 PAPER_DIR = REPO / "results" / "paper"
 BASE_KEYS = ("label", "model", "method", "rank")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.(\d+))?")

@@ -1,60 +1,100 @@
-"""Experiment presets (conf/experiment/*.yaml, CPU miniatures in conf/experiment/cpu/):
-discovery, and which config files each needs (so that presets written ahead of their task or
-method configs can be reported as pending instead of failing)."""
+"""Experiment presets (conf/experiment/*.yaml, CPU miniatures in conf/experiment/cpu/) as Hydra
+composes them: discovery, the composed config, the choices its sweep makes, and the configs a
+swept choice names that do not exist (yet). conf/ is read through Hydra's compose API only, so
+a preset means here what it means to `python run.py -m +experiment=<name>`."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig
 
-from loft.tables.paper import REPO
+from loft.config import register_resolvers
+from loft.core.paths import REPO
 
 CONF = REPO / "conf"
-EXPERIMENTS = CONF / "experiment"
 GROUPS = ("task", "model", "method")
-SCALES = {"paper": "", "cpu": "cpu/"}
+SCALES = {"paper": "experiment", "cpu": "experiment/cpu"}  # scale -> Hydra config group
+
+
+@contextmanager
+def _hydra():
+    """Hydra initialised on conf/ (nested calls reuse the outer initialisation)."""
+    register_resolvers()
+    if GlobalHydra.instance().is_initialized():
+        yield GlobalHydra.instance()
+        return
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield GlobalHydra.instance()
+
+
+def group_options(group: str) -> list[str]:
+    """The configs of a Hydra group (e.g. "method", "experiment/cpu"), by name."""
+    return list(_group_options(group))
+
+
+@lru_cache(maxsize=None)  # conf/ does not change while a process reads it; Hydra's listing is slow
+def _group_options(group: str) -> tuple[str, ...]:
+    with _hydra() as hydra:
+        return tuple(sorted(hydra.config_loader().get_group_options(group)))
+
+
+def compose_run(*overrides: str, hydra_node: bool = False) -> DictConfig:
+    """The config `python run.py <overrides>` composes (`hydra_node`: keep Hydra's own node)."""
+    with _hydra():
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_node)
+
+
+def compose_preset(name: str, *overrides: str) -> DictConfig:
+    """One preset's composed config, Hydra's node (its sweep) included."""
+    return compose_run(f"+experiment={name}", *overrides, hydra_node=True)
+
+
+def preset_names(scale: str = "paper") -> list[str]:
+    """Every preset of a scale, as given to +experiment= (bases named _* left out)."""
+    prefix = SCALES[scale][len("experiment/"):] + "/" if "/" in SCALES[scale] else ""
+    return [prefix + n for n in group_options(SCALES[scale]) if not n.startswith("_")]
+
+
+def task_names() -> list[str]:
+    """Every task config (bases named _* left out)."""
+    return [n for n in group_options("task") if not n.startswith("_")]
 
 
 @dataclass
 class Preset:
     name: str                                   # as given to +experiment=, e.g. cpu/loft_table2_llama7b
-    path: Path
-    parents: list[str] = field(default_factory=list)
-    overrides: dict[str, str] = field(default_factory=dict)   # group -> choice, own and inherited
-    sweep: dict[str, str] = field(default_factory=dict)       # hydra.sweeper.params, own over inherited
+    overrides: dict[str, str] = field(default_factory=dict)   # group -> the choice the composed config made
+    sweep: dict[str, str] = field(default_factory=dict)       # hydra.sweeper.params as composed
 
     def choices(self, group: str) -> list[str]:
-        """Every config of `group` this preset's runs use: its override plus swept values."""
-        values = [self.overrides[group]] if group in self.overrides else []
+        """Every config of `group` this preset's runs use: the swept values, else its choice."""
         if group in self.sweep:
-            values += [v.strip() for v in str(self.sweep[group]).split(",")]
-        return list(dict.fromkeys(values))
+            return list(dict.fromkeys(v.strip() for v in str(self.sweep[group]).split(",")))
+        return [self.overrides[group]] if group in self.overrides else []
 
-    def missing(self, conf: Path = CONF) -> list[str]:
-        """Config files this preset needs that do not exist (yet)."""
-        return [f"conf/{g}/{c}.yaml" for g in GROUPS for c in self.choices(g) if not (conf / g / f"{c}.yaml").exists()]
-
-
-def preset_names(scale: str = "paper", root: Path = EXPERIMENTS) -> list[str]:
-    folder = root / SCALES[scale].rstrip("/") if SCALES[scale] else root
-    return [SCALES[scale] + p.stem for p in sorted(folder.glob("*.yaml")) if not p.stem.startswith("_")]
+    def missing(self) -> list[str]:
+        """Config files this preset's sweep names that do not exist (yet)."""
+        options = {g: set(group_options(g)) for g in GROUPS}
+        return [f"conf/{g}/{c}.yaml" for g in GROUPS for c in self.choices(g) if c not in options[g]]
 
 
-def load_preset(name: str, root: Path = EXPERIMENTS) -> Preset:
-    path = root / f"{name}.yaml"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    preset = Preset(name, path)
-    for entry in raw.get("defaults", []):
-        if isinstance(entry, str) and entry.startswith("/experiment/"):
-            parent = load_preset(entry[len("/experiment/"):], root)
-            preset.parents.append(parent.name)
-            preset.overrides.update(parent.overrides)
-            preset.sweep.update(parent.sweep)
-    for entry in raw.get("defaults", []):
-        if isinstance(entry, dict):
-            for key, value in entry.items():
-                group = key.replace("override", "").strip().lstrip("/")
-                preset.overrides[group] = str(value)
-    preset.sweep.update(((raw.get("hydra") or {}).get("sweeper") or {}).get("params") or {})
-    return preset
+def load_preset(name: str, cfg: DictConfig | None = None) -> Preset:
+    """A preset's group choices and sweep, from `cfg` (its compose_preset config) or composed here."""
+    cfg = compose_preset(name) if cfg is None else cfg
+    choices = cfg.hydra.runtime.choices
+    return Preset(name, {g: str(choices[g]) for g in GROUPS if choices.get(g) is not None},
+                  {k: str(v) for k, v in (cfg.hydra.sweeper.params or {}).items()})
+
+
+def pending_configs(name: str) -> list[str]:
+    """What keeps a preset from running ([] when nothing does): the configs its sweep names that
+    do not exist, or Hydra's first line of why the preset does not compose."""
+    try:
+        return load_preset(name).missing()
+    except (HydraException, MissingConfigException) as err:
+        return [str(err).splitlines()[0]]

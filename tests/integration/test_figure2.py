@@ -1,5 +1,5 @@
 """LoFT paper, Figure 2 at the paper's size: with Adam's step size tuned for full fine-tuning
-(conf/task/matfac.yaml), LoFT tracks full fine-tuning and LoRA lags behind."""
+(conf/recipe/matfac.yaml), LoFT tracks full fine-tuning and LoRA lags behind."""
 from __future__ import annotations
 
 import pytest

@@ -17,7 +17,8 @@ from loft.core.errors import ConfigError
 from loft.validation import MODEL_KINDS, check_writable, compose_error_line, validate
 from tests.conftest import DATA_DIR, REPO, compose_config
 
-TASKS = sorted(p.stem for p in (REPO / "conf" / "task").glob("*.yaml"))
+# _*.yaml: family bases (_glue, ...), not tasks
+TASKS = sorted(p.stem for p in (REPO / "conf" / "task").glob("*.yaml") if not p.stem.startswith("_"))
 MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
 FAST = ("trainer.max_steps=1",)  # the default (matfac) otherwise; validation never trains
 
