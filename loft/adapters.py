@@ -43,11 +43,6 @@ def folder_for(record_path: Path, runs_dir: Path, adapters_dir: Path) -> Path:
     return adapters_dir / record_path.relative_to(runs_dir).with_suffix("")
 
 
-def hash_ignores(cfg: DictConfig) -> tuple[str, ...]:
-    """An unset model.adapter leaves the config hash as it was before the key existed (older records still match)."""
-    return () if cfg.model.get("adapter") else ("model.adapter",)
-
-
 def base_identity(model_cfg) -> dict:
     """What names the base weights: a hub id or loader model by name; random-init bases by their seed too."""
     return {"name": model_cfg.get("name"), "hf_id": model_cfg.get("hf_id"), "init_seed": model_cfg.get("init_seed")}

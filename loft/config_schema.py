@@ -66,12 +66,18 @@ class LoftConfig:  # conf/config.yaml documents each field
 
 
 # Fields added after records were written: while unset (None) they stay out of the config hash,
-# so the records written before them still match (loft/runner.py).
-LATER_FIELDS = ("trainer.warmup_ratio",)
+# so the records written before them still match.
+LATER_FIELDS = ("trainer.warmup_ratio", "model.adapter")
 
 
 def unset_later_fields(cfg) -> tuple[str, ...]:
     return tuple(key for key in LATER_FIELDS if OmegaConf.select(cfg, key) is None)
+
+
+def hash_ignores(cfg, full_ft: bool) -> tuple[str, ...]:
+    """Keys the run's config hash leaves out: the unset later fields, and `rank` for full
+    fine-tuning (moot there). The runner and scripts/config_snapshot.py both hash this way."""
+    return (("rank",) if full_ft else ()) + unset_later_fields(cfg)
 
 
 def register_schema() -> None:

@@ -28,7 +28,7 @@ from loft.locking import record_lock
 from loft.methods import MethodContext, build_method
 from loft.models import load_model
 from loft.records import columnar, config_hash, git_sha, versions, write_json_atomic
-from loft.config_schema import unset_later_fields
+from loft.config_schema import hash_ignores
 from loft.train.callbacks import Callbacks
 from loft.train.checkpoint import read_checkpoint_progress
 from loft.train.distributed import init_world, sharding_engine, wrap
@@ -83,8 +83,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict | None:
 
 def _run(cfg: DictConfig, key: RunKey, path: Path) -> dict | None:
     config = OmegaConf.to_container(cfg, resolve=True)
-    ignore = (("rank",) if key.rank is None else ()) + adapters.hash_ignores(cfg) + unset_later_fields(cfg)  # full FT: rank is moot
-    digest = config_hash(config, ignore=ignore)
+    digest = config_hash(config, ignore=hash_ignores(cfg, full_ft=key.rank is None))
     force = bool(cfg.force)
     if path.exists() and not force:
         try:

@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
+from loft.config_schema import hash_ignores  # noqa: E402
 from loft.records import config_hash  # noqa: E402
 from loft.tables.presets import compose_preset, compose_run, preset_names, task_names  # noqa: E402
 
@@ -31,13 +32,11 @@ COMPARISONS = REPO / "results" / "comparisons"
 
 
 def digest(cfg) -> tuple[str, dict]:
-    """The runner's hash of the job's resolved config (hydra's node left out; an unset
-    model.adapter ignored, as loft/adapters.hash_ignores does)."""
+    """The runner's hash of the job's resolved config (hydra's node left out; the keys
+    loft.config_schema.hash_ignores leaves out, as the runner does)."""
     config = resolved(cfg)
-    ignore = () if (config.get("model") or {}).get("adapter") else ("model.adapter",)
-    if config.get("method", {}).get("name") == "full":
-        ignore += ("rank",)
-    return config_hash(config, ignore=ignore), config
+    full_ft = config.get("method", {}).get("name") == "full"
+    return config_hash(config, ignore=hash_ignores(cfg, full_ft)), config
 
 
 def resolved(cfg) -> dict:
