@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loft import schema
+from loft.core import schema
 
 GroupKey = tuple  # (task, model, method, rank, variant)
 PUBLISHED_TRAIN_FILES = {"commonsense170k": "commonsense/commonsense_170k.json"}  # task -> the file its paper trained on (under the data dir)
