@@ -60,14 +60,15 @@ def main(argv=None) -> int:
         print(f"{sum(len(g) for g in todo)} runs missing in {len(todo)} groups", file=sys.stderr)
         return 0
     if not args.render_only:
+        left = execute.execute_runs(claims, runs_dir, args.jobs, log=lambda m: print(m, flush=True))
+        if left:
+            print(f"{len(left)} runs still missing (see the log above):\n" + "\n".join(left), file=sys.stderr)
+        # after the training runs: the benchmark times steps, so it runs alone
         for claim in claims:
             done = (args.out / claim.kind / f"{claim.id}.json").is_file()
             if claim.kind in ("tests", "bench") and not args.skip_external and (args.rerun_external or not done):
                 print(f"{claim.kind}: {claim.id}", flush=True)
                 (execute.run_tests if claim.kind == "tests" else execute.run_bench)(claim, args.out)
-        left = execute.execute_runs(claims, runs_dir, args.jobs, log=lambda m: print(m, flush=True))
-        if left:
-            print(f"{len(left)} runs still missing (see the log above):\n" + "\n".join(left), file=sys.stderr)
     path = report.write_report(claims, runs_dir, args.out, claims_dir=args.claims)
     print(f"report: {path}")
     return 0
