@@ -52,8 +52,10 @@ def verdict(interval: Interval, test: str = "greater", margin: float | None = No
     """The verdict of `interval` (oriented: positive = the claimed direction) under `test`."""
     if test not in TESTS:
         raise ValueError(f"test {test!r}: use one of {', '.join(TESTS)}")
-    if math.isnan(interval.low):
+    if interval.n == 0:
         return NOT_RUN
+    if math.isnan(interval.low):  # one seed (or a non-finite difference): no interval
+        return OPEN
     lo, hi = interval.low, interval.high
     if test == "greater":
         return HOLDS if lo > 0 else FAILS if hi < 0 else OPEN
