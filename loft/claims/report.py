@@ -24,6 +24,15 @@ EXPLAIN = {"closeness": "|baseline − full| − |method − full| (score)",
            "train_time_s": "baseline − method (training seconds)"}
 
 
+NOTES = [
+    "Protocol notes: before the suite, a pilot of four runs (MRPC with LoRA, LoFT and full fine-tuning at "
+    "32 steps; SmolLM2 with LoFT at 10 steps) timed a step; its records are not used. Records whose `git_sha` "
+    "ends in `-dirty` were written while the report code (`loft/claims/report.py`, `verdict.py`, `external.py`, "
+    "`figures.py`) or tests were being edited; nothing a run executes differed from that commit. Scores are "
+    "the task's main metric on the report half of the first 200 dev rows (GLUE), or the mean next-token loss "
+    "on the report half of 32 WikiText-2 test blocks (SmolLM2); a verdict is about this scale only.", ""]
+
+
 def _digits(claim: Claim) -> int:
     return 1 if float(claim.raw.get("scale", 1)) >= 100 else 3
 
@@ -179,7 +188,8 @@ def bench_section(claim: Claim, out: Path) -> tuple[list[str], str, list[str], l
 def write_report(claims: list[Claim], runs_dir: Path, out: Path, claims_dir: Path | None = None) -> Path:
     out = Path(out)
     summary, body = [], []
-    for i, claim in enumerate(sorted(claims, key=lambda c: (c.paper, c.id)), 1):
+    # the issue's order: LoFT's claims, then LOFT's; within a paper by the claim file's `order`
+    for i, claim in enumerate(sorted(claims, key=lambda c: (c.paper != "LoFT", int(c.raw.get("order", 50)), c.id)), 1):
         make = {"runs": lambda c: runs_section(c, runs_dir, out), "tests": lambda c: tests_section(c, out),
                 "bench": lambda c: bench_section(c, out)}[claim.kind]
         lines, verdict, ours, diffs = make(claim)
@@ -204,7 +214,8 @@ def write_report(claims: list[Claim], runs_dir: Path, out: Path, claims_dir: Pat
             "comparisons holds when all hold and does not hold when any does not. Each arm's learning rate is the "
             "best of its grid by the selection half of the dev rows (mean over seeds); only the report half "
             "enters the comparisons (`loft/claims/`).", "",
-            f"Records: {n}, {total / 60:.0f} minutes of training processes in all (one thread each, two at a time).",
+            f"Records: {n}, {total / 60:.0f} minutes of training processes in all (sum of the records' wall "
+            "times; one thread each, two processes at a time on 2 CPU cores).", "", *NOTES,
             "", "| # | claim (source) | the paper says | ours (mean ± std over seeds) | paired difference, 95% CI | "
             "verdict | command |", "|---|---|---|---|---|---|---|", *summary, ""]
     path = out / "README.md"
