@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import runpy
 import shutil
-import sys
 
 from loft import schema
 from loft.claims.spec import load_claim
@@ -44,4 +43,3 @@ def test_two_run_smoke(tmp_path, capsys, monkeypatch):
     assert claims_main(args) == 0
     assert "0 runs missing" in capsys.readouterr().out  # done = record exists and reads valid
     assert mtimes == [os.path.getmtime(runs / r.key().relative_path()) for r in claim.runs()]
-    assert sys.modules.get("loft.claims.report") is not None
