@@ -5,7 +5,7 @@ PY := .venv/bin/python
 STAMP := .venv/.installed
 export LOFT_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: install run test figure2 tables reproduce-tables clean
+.PHONY: install run test figure2 tables reproduce-tables claims claims-run clean
 SCALE ?= paper
 
 install: $(STAMP)
@@ -50,6 +50,14 @@ tables: $(STAMP)
 # miniatures in conf/experiment/cpu/), skipping finished runs, resuming interrupted ones; then the tables
 reproduce-tables: $(STAMP)
 	$(PY) scripts/reproduce_tables.py --scale $(SCALE)
+
+# The papers' claims (conf/claims/*.yaml) with verdicts: results/claims/README.md from the committed
+# records, without training (claims); claims-run first trains what is missing (~1 h on 2 CPU cores)
+claims: $(STAMP)
+	$(PY) scripts/claims.py --render-only
+
+claims-run: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) scripts/claims.py --jobs 2
 
 clean:
 	rm -rf outputs multirun wandb .pytest_cache

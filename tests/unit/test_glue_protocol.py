@@ -87,7 +87,8 @@ def test_cpu_miniatures_keep_the_runner_recipe(preset):
     config = OmegaConf.to_container(cfg, resolve=True)
     before = OmegaConf.to_container(cfg, resolve=True)
     del before["trainer"]["warmup_ratio"]
-    assert config_hash(config, ignore=unset_later_fields(cfg)) == config_hash(before)
+    older = tuple(k for k in unset_later_fields(cfg) if k != "trainer.warmup_ratio")  # e.g. model.adapter
+    assert config_hash(config, ignore=unset_later_fields(cfg)) == config_hash(before, ignore=older)
 
 
 def _rows():
