@@ -19,8 +19,10 @@ import torch
 
 from loft.core.errors import ConfigError
 from loft.train.selection import HalfSplit, SelectsCheckpoint
-from tasks.base import ModelBundle, Task
+from tasks.base import ModelBundle, Task, model_loss, on_model_device
 from tasks.vision.sources import ImageSource, random_subset
+
+PIXELS = ("pixel_values",)  # the floating input: moved in the model's dtype too (a bf16 model gets bf16)
 
 
 class ImageClassificationTask(SelectsCheckpoint, Task):
@@ -76,19 +78,18 @@ class ImageClassificationTask(SelectsCheckpoint, Task):
     # --- loss and metrics --------------------------------------------------------------
 
     def loss(self, model, batch):
-        p = next(model.parameters())
-        return model(pixel_values=batch["pixel_values"].to(p.device, p.dtype), labels=batch["labels"].to(p.device)).loss
+        return model_loss(model, batch, floating=PIXELS)
 
     @torch.no_grad()
     def predict(self, model, idx) -> np.ndarray:
-        p = next(model.parameters())
         was_training = model.training
         model.eval()
         out = []
         try:
             for start in range(0, len(idx), self.eval_batch_size):
                 pixel_values = self.pixels(self.eval, idx[start:start + self.eval_batch_size])
-                out.append(model(pixel_values=pixel_values.to(p.device, p.dtype)).logits.argmax(-1).cpu())
+                inputs = on_model_device(model, {"pixel_values": pixel_values}, floating=PIXELS)
+                out.append(model(**inputs).logits.argmax(-1).cpu())
         finally:
             model.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
