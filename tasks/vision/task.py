@@ -20,7 +20,7 @@ import torch
 from loft.core.errors import ConfigError
 from loft.train.selection import HalfSplit, SelectsCheckpoint
 from tasks.base import ModelBundle, Task, model_loss, on_model_device
-from tasks.vision.sources import ImageSource, random_subset
+from tasks.vision.sources import ImageSource, image_subset
 
 PIXELS = ("pixel_values",)  # the floating input: moved in the model's dtype too (a bf16 model gets bf16)
 
@@ -52,8 +52,8 @@ class ImageClassificationTask(SelectsCheckpoint, Task):
         self.processor = bundle.tokenizer  # the image processor travels in the tokenizer slot
         if self.processor is None or not callable(self.processor):
             raise ConfigError(f"task {self.name} needs an image model (model=tiny_vit or vit_base_patch16_224_in21k)")
-        self.train = random_subset(self.load_split("train", data_dir), self.max_train_samples, self.subset_seed)
-        self.eval = random_subset(self.load_split("eval", data_dir), self.eval_limit, self.subset_seed + 1)
+        self.train = image_subset(self.load_split("train", data_dir), self.max_train_samples, self.subset_seed)
+        self.eval = image_subset(self.load_split("eval", data_dir), self.eval_limit, self.subset_seed + 1)
         for role, source in (("train", self.train), ("eval", self.eval)):
             if len(source) == 0:
                 raise ValueError(f"{self.name}: the {role} split is empty")
