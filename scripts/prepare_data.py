@@ -48,7 +48,7 @@ def prepare_wikitext2(data_dir: Path) -> None:
     """WikiText-2 raw (hub wikitext-2-raw-v1) as lm/wiki.{train,valid,test}.raw."""
     import datasets
 
-    from tasks.wikitext2 import HUB_DATASET, HUB_SPLITS, hub_rows_to_raw
+    from tasks.lm.wikitext2 import HUB_DATASET, HUB_SPLITS, hub_rows_to_raw
 
     for filename, split in HUB_SPLITS.items():
         rows = datasets.load_dataset(*HUB_DATASET, split=split)["text"]
@@ -109,7 +109,7 @@ def prepare_metamathqa(data_dir: Path) -> None:
 def prepare_orca_math(data_dir: Path) -> None:
     """Orca-Math 200k (hub microsoft/orca-math-word-problems-200k) split as in Answer.AI's
     fsdp_qlora: orca_math/test.jsonl = the 500 held-out problems, orca_math/train.jsonl = the rest."""
-    from tasks.math_reasoning import load_orca_hub
+    from tasks.math.data import load_orca_hub
 
     train, test = load_orca_hub()
     write_jsonl(data_dir / "orca_math" / "train.jsonl", train)
@@ -118,7 +118,7 @@ def prepare_orca_math(data_dir: Path) -> None:
 
 def prepare_codefeedback(data_dir: Path) -> None:
     """CodeFeedback-Filtered-Instruction, Python rows (LoFT App. H), as codefeedback/python.jsonl."""
-    from tasks.humaneval import load_codefeedback_python
+    from tasks.code.data import load_codefeedback_python
 
     write_jsonl(data_dir / "codefeedback" / "python.jsonl", load_codefeedback_python())
 

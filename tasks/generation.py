@@ -1,6 +1,6 @@
 """Shared pieces of the instruction-tuned LM tasks: prompts, supervised batches, generation.
 
-Used by `tasks/commonsense/`, `tasks/math_reasoning.py` and `tasks/humaneval.py`.
+Used by `tasks/commonsense/`, `tasks/math/` and `tasks/code/`.
 
 - `alpaca_prompt`: the Alpaca template (Taori et al. 2023) used by LLM-Adapters/DoRA
   (commonsense), MetaMath (GSM8K/MATH) and our CodeFeedback fine-tune.
@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from tasks.base import Task
+from tasks.base import Task, model_loss, on_model_device
 from tqdm.auto import tqdm
 
 IGNORE_INDEX = -100
@@ -116,7 +116,7 @@ class SupervisedData:
         return len(self.pairs)
 
     def batches(self, micro_batch_size: int, epoch: int, seed: int):
-        """One epoch, shuffled deterministically by (seed, epoch), as tasks/wikitext2.py does."""
+        """One epoch, shuffled deterministically by (seed, epoch), as tasks/lm/wikitext2.py does."""
         examples = self.examples
         order = np.random.default_rng([seed, epoch]).permutation(len(examples))
         for i in range(0, len(order), micro_batch_size):
@@ -130,8 +130,7 @@ class SupervisedData:
 
 def causal_lm_loss(model, batch: dict):
     """HF's shifted cross-entropy, mean over the micro batch's labelled tokens."""
-    device = next(model.parameters()).device
-    return model(**{k: v.to(device) for k, v in batch.items()}).loss
+    return model_loss(model, batch)
 
 
 # --- generation ------------------------------------------------------------------------
@@ -215,7 +214,6 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSetti
 
     if settings.num_beams > 1 and settings.do_sample:
         raise ValueError("beam search with sampling is not supported; set num_beams=1 or do_sample=false")
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     saved_side = tokenizer.padding_side
@@ -243,7 +241,7 @@ def generate(model, tokenizer, prompts: Sequence[str], settings: GenerationSetti
             idx = order[b:b + settings.batch_size]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             add_special_tokens=add_special_tokens)
-            enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            enc = on_model_device(model, {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")})
             start = enc["input_ids"].shape[1]
             criteria = StoppingCriteriaList(
                 [_RowStopper(tokenizer, start, settings.stop, done, window)] if early else [])

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from tasks.sources import hub_allowed
+
 LM_EVAL_FIX = "pip install lm-eval==0.4.13"
 
 
@@ -64,11 +66,7 @@ def harness_config(harness_task: str, docs: list[dict]) -> dict:
 
 def use_hub(data: str) -> bool:
     """`data`: hub, local, or auto (the hub when reachable)."""
-    if data == "auto":
-        from loft.core.hub import hub_reachable
-
-        return hub_reachable()
-    return data == "hub"
+    return hub_allowed(data) if data == "auto" else data == "hub"
 
 
 def run_harness(model, tokenizer, specs: list, limit: int | None, batch_size: int,

@@ -3,7 +3,8 @@
 f(W) = ||W - A||_F^2 with rank(A) = r, W in R^{m x n}, W0 = 0. The task holds the target A;
 the model (`model=matfac`, the `matfac` model loader) is the matrix W, as a linear layer `W`.
 With `full_ft_reference` set, `evaluate` also reports the loss that full fine-tuning (torch's
-AdamW on W, same lr and steps) reaches: Figure 2's yardstick.
+AdamW on W from 0, same lr and steps: `loft.train.reference.adamw_full_ft` on this task's f)
+reaches, `full_ft_loss`, and the method's loss over it: Figure 2's yardstick.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Iterator
 
 import torch
 
+from loft.train.reference import adamw_full_ft
 from tasks.base import ModelBundle, Task
 
 
@@ -43,7 +45,10 @@ class MatFacTask(Task):
         yield {}
 
     def loss(self, model, batch) -> torch.Tensor:
-        w = model()
+        return self.error(model())
+
+    def error(self, w: torch.Tensor) -> torch.Tensor:
+        """f(W) = ||W - A||_F^2, in W's dtype."""
         return (w - self.target.to(w)).square().sum()
 
     @torch.no_grad()
@@ -52,17 +57,8 @@ class MatFacTask(Task):
         err = (w - self.target).square().sum().item()
         metrics = {"loss": err, "relative_error": math.sqrt(err) / self.target.norm().item()}
         if self.reference and self.reference.get("steps"):
-            full = self.full_ft_loss(w.shape, w.dtype if w.dtype != torch.float64 else torch.float32, **self.reference)
+            # full fine-tuning runs in float32 whatever the model's dtype; scored in float64 as the method
+            full_w = adamw_full_ft(self.error, w.shape, torch.float32, **self.reference)
+            full = (full_w.double() - self.target).square().sum().item()
             metrics.update(full_ft_loss=full, loss_ratio_to_full_ft=err / full if full > 0 else float("nan"))
         return metrics
-
-    def full_ft_loss(self, shape, dtype, lr: float, steps: int, betas, eps: float) -> float:
-        """Full fine-tuning with torch's AdamW at the same step size and steps (the paper's
-        yardstick in Figure 2), using the exact gradient 2 (W - A)."""
-        target = self.target.to(dtype)
-        w = torch.zeros(shape, dtype=dtype, requires_grad=True)
-        opt = torch.optim.AdamW([w], lr=lr, betas=tuple(betas), eps=eps, weight_decay=0.0)
-        for _ in range(steps):
-            w.grad = 2 * (w.detach() - target)
-            opt.step()
-        return (w.detach().double() - self.target).square().sum().item()

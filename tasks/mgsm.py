@@ -1,3 +1,3 @@
-"""Moved to tasks/math/mgsm.py. Kept so `_target_: tasks.mgsm.MGSMTask` in conf/task/mgsm*.yaml
-(and the resolved configs of earlier records) still loads."""
+"""Re-export module: MGSM lives in `tasks/math/mgsm.py`. Kept only so the Hydra `_target_`
+`tasks.mgsm.MGSMTask` (conf/task/mgsm.yaml and the resolved configs of existing records) resolves."""
 from tasks.math.mgsm import LANGUAGES, MGSM_FIX, MGSMTask, read_mgsm  # noqa: F401

@@ -18,7 +18,7 @@ from .registry import AdapterKind, OptimizerKind, adapter_kind, optimizer_kind
 
 def refuse_sharding(method_name: str, optimizer: torch.optim.Optimizer) -> None:
     """Under FSDP/DeepSpeed, an optimizer object must declare `supports_fsdp` (torch's own follow
-    DTensor parameters); loft.checkpoint relies on it to gather the optimizer's state."""
+    DTensor parameters); loft.train.checkpoint relies on it to gather the optimizer's state."""
     engine = sharding_engine()
     if engine and not supports_sharding(optimizer):
         raise ConfigError(

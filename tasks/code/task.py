@@ -40,12 +40,9 @@ both write `PATH_results.jsonl` (each line plus `passed` and `result`, as human-
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
-
-import numpy as np
 
 from loft.core.bundle import ModelBundle
 from loft.core.errors import ConfigError, DataMissingError
@@ -56,6 +53,7 @@ from tasks.code.scoring import score_samples, write_results
 from tasks.data_files import read_jsonl
 from tasks.generation import GenerationSettings, SupervisedData, SupervisedLMTask, Timer, alpaca_prompt, generate
 from tasks.sandbox import Sandbox, SandboxLimits
+from tasks.sources import check_source, hub_allowed, random_subset, write_predictions
 
 
 class HumanEvalTask(SupervisedLMTask):
@@ -72,8 +70,7 @@ class HumanEvalTask(SupervisedLMTask):
                  samples_file: str | None = None, protocol: str = "runner", top_k: int | None = None):
         if prompt_style not in STYLES:
             raise ConfigError(f"task.prompt_style={prompt_style!r}: use completion or instruct")
-        if source not in ("auto", "local", "hub"):
-            raise ConfigError(f"task.source={source!r}: use auto, local or hub")
+        check_source(source)
         self.protocol = get_protocol(protocol)
         self.name, self.source, self.train_file = name, source, train_file
         self.max_train_samples, self.eval_limit = max_train_samples, eval_limit
@@ -104,9 +101,7 @@ class HumanEvalTask(SupervisedLMTask):
                     f"`python scripts/prepare_data.py codefeedback --data-dir {data_dir}` (online), or evaluate "
                     f"only with trainer.max_steps=0.")
             rows = []
-        if self.max_train_samples is not None and len(rows) > self.max_train_samples:
-            keep = np.sort(np.random.default_rng(self.subset_seed).permutation(len(rows))[: self.max_train_samples])
-            rows = [rows[i] for i in keep]
+        rows = random_subset(rows, self.max_train_samples, self.subset_seed)
         self.train_data = SupervisedData(self.tokenizer, ((alpaca_prompt(r["query"]), r["answer"]) for r in rows),
                                          self.cutoff_len, self.train_on_inputs, desc="tokenize codefeedback")
         problems = list(load_problems().values())
@@ -129,13 +124,7 @@ class HumanEvalTask(SupervisedLMTask):
         path = data_dir / self.train_file
         if self.source != "hub" and path.is_file():
             return read_jsonl(path, f"python scripts/prepare_data.py codefeedback --data-dir {data_dir}")
-        if self.source == "local":
-            return None
-        from loft.core.hub import hub_reachable
-
-        if not hub_reachable():
-            return None
-        return load_codefeedback_python()
+        return load_codefeedback_python() if hub_allowed(self.source) else None
 
     def prompt(self, problem: dict) -> str:
         return self.protocol.prompt(problem, self.prompt_style)
@@ -158,10 +147,7 @@ class HumanEvalTask(SupervisedLMTask):
         for r in rows:
             self.predictions.append({"sample": seen[r["task_id"]], **r})
             seen[r["task_id"]] += 1
-        if self.predictions_file:
-            path = Path(self.predictions_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(json.dumps(r) + "\n" for r in self.predictions), encoding="utf-8")
+        write_predictions(self.predictions_file, self.predictions)
         return metrics
 
     def _generate(self, model) -> list[dict]:

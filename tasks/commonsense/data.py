@@ -19,6 +19,7 @@ import numpy as np
 
 from tasks.commonsense.sets import SETS, to_llm_adapters
 from tasks.data_files import check_rows, read_json
+from tasks.sources import HubProbe
 
 from loft.core.provenance import file_provenance
 
@@ -76,16 +77,7 @@ class CommonsenseFiles:
     def __init__(self, data_dir: Path, source: str, eval_limit: int | None):
         self.data_dir, self.source, self.eval_limit = Path(data_dir), source, eval_limit
         self.fix = PREPARE_FIX.format(data_dir=self.data_dir)
-        self._hub: bool | None = None
-
-    def hub_ok(self) -> bool:
-        if self.source == "local":
-            return False
-        if self._hub is None:  # one probe per task, not one per missing file
-            from loft.core.hub import hub_reachable
-
-            self._hub = hub_reachable()
-        return self._hub
+        self.hub_ok = HubProbe(source)  # one probe per task, not one per missing file
 
     def set_path(self, set_key: str, split: str) -> Path:
         return self.data_dir / "commonsense" / SETS[set_key].folder / f"{split}.json"

@@ -3,7 +3,7 @@
 Log-likelihood multiple choice, zero-shot, through the harness' own task configs; offline the
 local LLM-Adapters test files stand in for the hub datasets (converted back with
 `from_llm_adapters`). What differs from the published harness numbers, and why, is in
-tasks/lm_eval_protocol.py, which holds the harness calls (shared with tasks/mgsm.py).
+tasks/lm_eval_protocol.py, which holds the harness calls (shared with tasks/math/mgsm.py).
 """
 from __future__ import annotations
 

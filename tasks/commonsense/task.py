@@ -30,7 +30,6 @@ Options, with their sources (NVlabs/DoRA `commonsense_reasoning/finetune.py`,
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ from tasks.commonsense.prompts import PROMPT_STYLES, eval_prompt, train_pair
 from tasks.commonsense.sets import ORDER, SETS, extract_answer, response_part
 from tasks.generation import (GenerationSettings, SupervisedData, SupervisedLMTask, Timer, causal_lm_loss,
                               collate_right, generate)
+from tasks.sources import check_source, random_subset, write_predictions
 
 VAL_BATCH_SIZE = 8  # HF TrainingArguments.per_device_eval_batch_size default (DoRA sets none)
 
@@ -64,10 +64,10 @@ class CommonsenseTask(SupervisedLMTask):
                  lm_eval_batch_size: int = 16, lm_eval_data: str = "auto", predictions_file: str | None = None,
                  train_max_steps: int | None = None, subset_seed: int = 0, val_set_size: int = 0,
                  eval_every: int = 80):
-        _choice("source", source, ("auto", "local", "hub"))
+        check_source(source)
         _choice("prompt_style", prompt_style, PROMPT_STYLES)
         _choice("eval_protocol", eval_protocol, ("generate", "lm_eval"))
-        _choice("lm_eval_data", lm_eval_data, ("auto", "local", "hub"))
+        check_source(lm_eval_data, "task.lm_eval_data")
         if int(val_set_size) < 0 or int(eval_every) < 1:
             raise ConfigError(f"task.val_set_size={val_set_size} / task.eval_every={eval_every}: use a size >= 0 "
                               "(0 = no held-out rows) and a step interval >= 1")
@@ -111,9 +111,7 @@ class CommonsenseTask(SupervisedLMTask):
                                   f"(of {len(rows)}): use a smaller size or 0")
             keep, held = dora_holdout(len(rows), self.val_set_size)
             rows, val_rows = [rows[i] for i in keep], [rows[i] for i in held]
-        if self.max_train_samples is not None and len(rows) > self.max_train_samples:
-            keep = np.sort(np.random.default_rng(self.subset_seed).permutation(len(rows))[: self.max_train_samples])
-            rows = [rows[i] for i in keep]  # a fixed subset (same for every method and seed)
+        rows = random_subset(rows, self.max_train_samples, self.subset_seed)  # same for every method and seed
         self.train_data = self._supervised(rows, f"tokenize {self.name}")
         self.val_data = self._supervised(val_rows, "tokenize validation") if val_rows else None
 
@@ -209,8 +207,5 @@ class CommonsenseTask(SupervisedLMTask):
             metrics[f"{k}_n"] = float(n)
         metrics["eval_examples_per_s"] = total_n / total_s if total_s else float("nan")
         self.predictions = records
-        if self.predictions_file:
-            path = Path(self.predictions_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        write_predictions(self.predictions_file, records)
         return metrics

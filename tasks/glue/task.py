@@ -30,11 +30,12 @@ import torch
 
 from loft.core.errors import ConfigError
 from loft.train.selection import HalfSplit, SelectsCheckpoint
-from tasks.base import DataMissingError, ModelBundle, Task
+from tasks.base import ModelBundle, Task, model_loss, on_model_device
 from tasks.data_files import check_rows, damaged
 from tasks.glue.io import hub_rows, read_glue_tsv
 from tasks.glue.metrics import glue_metrics
 from tasks.glue.spec import GLUE, OFFLINE_NOTE
+from tasks.sources import check_source, local_or_hub
 
 PADDINGS = ("longest", "max_length")
 
@@ -49,8 +50,7 @@ class GlueTask(SelectsCheckpoint, Task):
                  eval_every="epoch", selection_seed: int = 0, padding: str = "longest"):
         if glue_task not in GLUE:
             raise ConfigError(f"task.glue_task={glue_task!r}: one of {sorted(GLUE)}")
-        if source not in ("auto", "local", "hub"):
-            raise ConfigError(f"task.source={source!r}: use auto, local or hub")
+        check_source(source)
         if padding not in PADDINGS:
             raise ConfigError(f"task.padding={padding!r}: use longest (pad a batch to its longest row) or max_length")
         self.name, self.glue_task, self.spec, self.source = name, glue_task, GLUE[glue_task], source
@@ -74,7 +74,8 @@ class GlueTask(SelectsCheckpoint, Task):
     def _read(self, split: str, data_dir: str):
         path = Path(data_dir) / "glue" / self.spec.folder / f"{split}.tsv"
         fix = f"python scripts/prepare_data.py glue --data-dir {data_dir}"
-        if self.source != "hub" and path.is_file():
+
+        def read(path: Path):
             try:
                 texts, labels = read_glue_tsv(path, self.spec)
             except (ValueError, UnicodeDecodeError) as err:  # a bad label or header: the file is damaged
@@ -83,19 +84,10 @@ class GlueTask(SelectsCheckpoint, Task):
                 self.eval_limit, "task.eval_limit")
             check_rows(path, data_dir, len(texts), fix, first=first, first_key=key)
             return texts, labels
-        why = "hub not tried (source=local)"
-        if self.source != "local":
-            from loft.core.hub import hub_reachable
 
-            why = "hub unreachable"
-            if hub_reachable():
-                try:
-                    return hub_rows(self.glue_task, split)
-                except Exception as err:  # e.g. a hub outage: still name the local fix
-                    why = f"hub failed: {type(err).__name__}"
-        raise DataMissingError(
-            f"{path} not found ({why}). Fix: `{fix}` "
-            f"(online), or point paths.data_dir at a folder with glue/<Task>/{{train,dev}}.tsv ({OFFLINE_NOTE}).")
+        return local_or_hub(path, self.source, read, lambda: hub_rows(self.glue_task, split),
+                            f"`{fix}` (online), or point paths.data_dir at a folder with "
+                            f"glue/<Task>/{{train,dev}}.tsv ({OFFLINE_NOTE}).")
 
     def _encode(self, texts, labels, limit) -> dict:
         if limit is not None:
@@ -133,8 +125,7 @@ class GlueTask(SelectsCheckpoint, Task):
     # --- loss, predictions and metrics -------------------------------------------------
 
     def loss(self, model, batch):
-        device = next(model.parameters()).device
-        return model(**{k: v.to(device) for k, v in batch.items()}).loss
+        return model_loss(model, batch)
 
     @torch.no_grad()
     def predict(self, model, data: dict, idx=None) -> np.ndarray:
@@ -142,7 +133,6 @@ class GlueTask(SelectsCheckpoint, Task):
         idx = np.arange(len(data["labels"])) if idx is None else np.asarray(idx)
         lengths = np.array([len(data["features"]["input_ids"][i]) for i in idx])
         order = np.argsort(-lengths, kind="stable")  # similar lengths together: less padding
-        device = next(model.parameters()).device
         was_training = model.training
         model.eval()
         out = np.empty(len(idx), dtype=np.float64 if self.spec.labels is None else np.int64)
@@ -151,7 +141,7 @@ class GlueTask(SelectsCheckpoint, Task):
                 pos = order[start:start + self.eval_batch_size]
                 batch = self._collate(data, idx[pos])
                 batch.pop("labels")
-                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+                logits = model(**on_model_device(model, batch)).logits.float()
                 pred = logits[:, 0] if self.spec.labels is None else logits.argmax(-1)
                 out[pos] = pred.cpu().numpy()
         finally:

@@ -1,12 +1,8 @@
-"""Image splits from the hub, and the fallback rule every image task shares: local files first,
-then the hub when allowed and reachable, else DataMissingError naming the local fix.
-"""
+"""Image splits from the hub: one split of a hub dataset as an ImageSource (the fallback rule,
+local files first, then the hub, is `tasks.sources.hub_or_missing`)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from loft.core.errors import ConfigError
-from tasks.base import DataMissingError
 from tasks.vision.sources import HubSource
 
 
@@ -34,17 +30,3 @@ def hub_split(dataset: str, split: str, image_column: str | None = None, label_c
     domains = [str(d) for d in rows[domain_column]] if domain_column and domain_column in features else None
     return HubSource(rows, image_column, labels, domains)
 
-
-def hub_or_missing(load, local: Path, fix: str, source: str):
-    """`load()` from the hub when allowed and reachable, else DataMissingError naming `fix`."""
-    why = "hub not tried (source=local)"
-    if source != "local":
-        from loft.core.hub import hub_reachable
-
-        why = "hub unreachable"
-        if hub_reachable():
-            try:
-                return load()
-            except Exception as err:  # a hub outage or a renamed dataset: still name the local fix
-                why = f"hub failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    raise DataMissingError(f"{local} not found ({why}). Fix: {fix}")

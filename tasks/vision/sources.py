@@ -4,7 +4,8 @@ task code never cares where pixels come from.
 A source is a sequence of (image, label) with optional per-example domains:
 `len(source)`, `source.image(i) -> PIL.Image`, `source.labels` (int array), `source.domains`
 (list of str or None). Images are decoded lazily (a batch at a time), so a 400k-image hub
-dataset or folder costs only its index in memory.
+dataset or folder costs only its index in memory. `image_subset` is a seeded subset of a source,
+as a view.
 """
 from __future__ import annotations
 
@@ -93,9 +94,12 @@ class Concat(ImageSource):
         return self.parts[part].image(i - int(self.offsets[part]))
 
 
-def random_subset(source: ImageSource, limit: int | None, seed: int = 0) -> ImageSource:
+def image_subset(source: ImageSource, limit: int | None, seed: int = 0) -> ImageSource:
     """`limit` examples drawn without replacement by a fixed seed (files and hub splits are
-    often sorted by class, so a prefix would be one class), kept in their original order."""
+    often sorted by class, so a prefix would be one class), kept in their original order, as a
+    view. The draw is `default_rng(seed).choice(n, limit, replace=False)`, not the permutation
+    of `tasks.sources.random_subset` (other rows for the same seed): kept, so the image subsets
+    of earlier records stay the same."""
     if limit is None or int(limit) >= len(source):
         return source
     idx = np.sort(np.random.default_rng(seed).choice(len(source), int(limit), replace=False))

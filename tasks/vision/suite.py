@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loft.core.errors import ConfigError
 from tasks.base import DataMissingError
 from tasks.vision.files import find_split, read_split
-from tasks.vision.hub import hub_or_missing, hub_split
+from tasks.sources import check_source, hub_or_missing
+from tasks.vision.hub import hub_split
 from tasks.vision.sources import ImageSource
 from tasks.vision.task import ImageClassificationTask
 
@@ -23,8 +23,7 @@ class HubImageTask(ImageClassificationTask):
                  train_split: str = "train", eval_split: str = "test", source: str = "auto",
                  image_column: str | None = None, label_column: str | None = None,
                  domain_column: str | None = None, class_names: list[str] | None = None, **kwargs):
-        if source not in ("auto", "local", "hub"):
-            raise ConfigError(f"task.source={source!r}: use auto, local or hub")
+        check_source(source)
         super().__init__(name, num_labels, **kwargs)
         self.dataset, self.hub_dataset, self.source = dataset, hub_dataset, source
         self.splits = {"train": train_split, "eval": eval_split}
@@ -41,5 +40,5 @@ class HubImageTask(ImageClassificationTask):
                                    f"(task.hub_dataset); put {split}.txt or {split}/<label>/ under {root}")
         fix = (f"`python scripts/prepare_data.py images --only {self.dataset} --data-dir {data_dir}` (online: "
                f"{self.hub_dataset}), or put {split}.txt or {split}/<label>/*.png under {root}")
-        return hub_or_missing(lambda: hub_split(self.hub_dataset, split, **self.columns), root / split, fix,
-                               self.source)
+        return hub_or_missing(lambda: hub_split(self.hub_dataset, split, **self.columns), root / split,
+                              self.source, fix)

@@ -19,8 +19,10 @@ import torch
 
 from loft.core.errors import ConfigError
 from loft.train.selection import HalfSplit, SelectsCheckpoint
-from tasks.base import ModelBundle, Task
-from tasks.vision.sources import ImageSource, random_subset
+from tasks.base import ModelBundle, Task, model_loss, on_model_device
+from tasks.vision.sources import ImageSource, image_subset
+
+PIXELS = ("pixel_values",)  # the floating input: moved in the model's dtype too (a bf16 model gets bf16)
 
 
 class ImageClassificationTask(SelectsCheckpoint, Task):
@@ -50,8 +52,8 @@ class ImageClassificationTask(SelectsCheckpoint, Task):
         self.processor = bundle.tokenizer  # the image processor travels in the tokenizer slot
         if self.processor is None or not callable(self.processor):
             raise ConfigError(f"task {self.name} needs an image model (model=tiny_vit or vit_base_patch16_224_in21k)")
-        self.train = random_subset(self.load_split("train", data_dir), self.max_train_samples, self.subset_seed)
-        self.eval = random_subset(self.load_split("eval", data_dir), self.eval_limit, self.subset_seed + 1)
+        self.train = image_subset(self.load_split("train", data_dir), self.max_train_samples, self.subset_seed)
+        self.eval = image_subset(self.load_split("eval", data_dir), self.eval_limit, self.subset_seed + 1)
         for role, source in (("train", self.train), ("eval", self.eval)):
             if len(source) == 0:
                 raise ValueError(f"{self.name}: the {role} split is empty")
@@ -76,19 +78,18 @@ class ImageClassificationTask(SelectsCheckpoint, Task):
     # --- loss and metrics --------------------------------------------------------------
 
     def loss(self, model, batch):
-        p = next(model.parameters())
-        return model(pixel_values=batch["pixel_values"].to(p.device, p.dtype), labels=batch["labels"].to(p.device)).loss
+        return model_loss(model, batch, floating=PIXELS)
 
     @torch.no_grad()
     def predict(self, model, idx) -> np.ndarray:
-        p = next(model.parameters())
         was_training = model.training
         model.eval()
         out = []
         try:
             for start in range(0, len(idx), self.eval_batch_size):
                 pixel_values = self.pixels(self.eval, idx[start:start + self.eval_batch_size])
-                out.append(model(pixel_values=pixel_values.to(p.device, p.dtype)).logits.argmax(-1).cpu())
+                inputs = on_model_device(model, {"pixel_values": pixel_values}, floating=PIXELS)
+                out.append(model(**inputs).logits.argmax(-1).cpu())
         finally:
             model.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from loft.core.errors import ConfigError
 from tasks.vision.files import find_split, read_split
-from tasks.vision.hub import hub_or_missing, hub_split
+from tasks.sources import check_source, hub_or_missing
+from tasks.vision.hub import hub_split
 from tasks.vision.sources import Concat, ImageSource
 from tasks.vision.task import ImageClassificationTask
 
@@ -59,8 +60,7 @@ class VtabTask(ImageClassificationTask):
             raise ConfigError(f"task.vtab_name={vtab_name!r}: one of {sorted(VTAB)}")
         if protocol not in VTAB_SPLITS:
             raise ConfigError(f"task.protocol={protocol!r}: final (train800val200 -> test) or tune (train800 -> val200)")
-        if source not in ("auto", "local", "hub"):
-            raise ConfigError(f"task.source={source!r}: use auto, local or hub")
+        check_source(source)
         super().__init__(name, kwargs.pop("num_labels", VTAB[vtab_name][1]), **kwargs)
         self.vtab_name, self.protocol, self.source = vtab_name, protocol, source
 
@@ -76,4 +76,4 @@ class VtabTask(ImageClassificationTask):
         fix = (f"`python scripts/prepare_data.py vtab --only {self.vtab_name} --data-dir {data_dir}` (online: "
                f"{vtab_hub_dataset(self.vtab_name)}), or put VTAB-1k's {split}.txt list (NOAH's vtab-1k release) or a "
                f"{split}/<label>/*.png folder under {root}")
-        return hub_or_missing(lambda: vtab_hub_source(self.vtab_name, split), root / split, fix, self.source)
+        return hub_or_missing(lambda: vtab_hub_source(self.vtab_name, split), root / split, self.source, fix)

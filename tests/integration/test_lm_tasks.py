@@ -23,7 +23,7 @@ from loft.runner import run  # noqa: E402
 from tasks.base import DataMissingError, ModelBundle  # noqa: E402
 from tasks.commonsense import ORDER, SETS, CommonsenseTask, dora_holdout, from_llm_adapters, train_pair  # noqa: E402
 from tasks.generation import IGNORE_INDEX, GenerationSettings, collate_right, generate, tokenize_supervised  # noqa: E402
-from tasks.math_reasoning import MathReasoningTask, orca_split  # noqa: E402
+from tasks.math import MathReasoningTask, orca_split  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -113,7 +113,7 @@ def test_calibration_flag_refuses_a_task_without_calibration_batches():
 
 @pytest.mark.parametrize("method", LM_METHODS)
 def test_shardable_flag_agrees_with_the_optimizer_object(method):
-    """The registry's flag and the optimizer's own `supports_fsdp` (read by loft.checkpoint) agree."""
+    """The registry's flag and the optimizer's own `supports_fsdp` (read by loft.train.checkpoint) agree."""
     cfg = compose_config("model=tiny_llama", f"method={method}", "rank=4")
     bundle = load_model(cfg.model)
     ids = torch.randint(0, 256, (2, 8))

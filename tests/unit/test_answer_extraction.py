@@ -20,9 +20,9 @@ from tasks.commonsense import (ORDER, SETS, extract_answer, reference_prompt, re
                                to_llm_adapters, from_llm_adapters)
 from tasks.generation import IGNORE_INDEX, alpaca_prompt, collate_right, truncate_at_stop  # noqa: E402
 from tasks.code import completion_to_code  # noqa: E402
-from tasks.math_reasoning import (extract_boxed_or_line, extract_last_number, extract_last_number_or_ratio,  # noqa: E402
-                                  extract_metamath_math, extract_metamath_number, gsm8k_gold, gsm8k_to_metamath,
-                                  is_equiv, last_boxed_only_string, math_gold, remove_boxed, strip_string)
+from tasks.math import (extract_boxed_or_line, extract_last_number, extract_last_number_or_ratio,  # noqa: E402
+                        extract_metamath_math, extract_metamath_number, gsm8k_gold, gsm8k_to_metamath,
+                        is_equiv, last_boxed_only_string, math_gold, remove_boxed, strip_string)
 
 
 # --- commonsense (LLM-Adapters commonsense_evaluate.py extract_answer) ------------------
