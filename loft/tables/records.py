@@ -1,6 +1,6 @@
 """Run records as the tables see them: an index by (task, model, method, rank, variant) -> {seed: record}.
 
-Every file is read through loft/schema.py. A record that does not validate, whose fields
+Every file is read through loft/core/schema.py. A record that does not validate, whose fields
 disagree with its path, or that shares its key with another record is left out and listed in
 `rejected` (path, reason); nothing is merged silently.
 """
