@@ -37,12 +37,7 @@ def loss_curves(results: dict[str, ArmResult], title: str, path: Path) -> Path |
         plt.close(fig)
         return None
     ax.set(xlabel="step", ylabel="training loss (mean over seeds)", title=title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def score_vs_rank(series: dict[str, list[tuple[int, float, float]]], ylabel: str, title: str, path: Path) -> Path | None:
@@ -56,6 +51,10 @@ def score_vs_rank(series: dict[str, list[tuple[int, float, float]]], ylabel: str
         ax.errorbar(ranks, means, yerr=stds, marker="o", capsize=3, label=name)
     ax.set_xscale("log", base=2)
     ax.set(xlabel="rank", ylabel=ylabel, title=title)
+    return _save(fig, ax, path)
+
+
+def _save(fig, ax, path: Path) -> Path:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
