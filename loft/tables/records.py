@@ -56,9 +56,6 @@ class RecordIndex:
     def get(self, task: str, model: str, method: str, rank: int | None, variant: str = "") -> dict[int, Record]:
         return self.groups.get((task, model, method, rank, variant or ""), {})
 
-    def tasks(self) -> set[str]:
-        return {k[0] for k in self.groups}
-
     def __len__(self) -> int:
         return len(self.records)
 
