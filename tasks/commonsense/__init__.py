@@ -1,6 +1,6 @@
 """Commonsense reasoning: the LLM-Adapters / DoRA protocol the LoFT paper reports (Tables 2, 7, 10, 16, 17).
 
-Tasks: `commonsense170k` (train on the union of the eight training sets, evaluate on every
+Tasks: `commonsense170k` (train on the published commonsense_170k.json, else the union of the eight training sets; evaluate on every
 set) and one task per set: `boolq piqa siqa hellaswag winogrande arc_c arc_e obqa`.
 
 - sets.py: the eight sets, their answer patterns and row formats (hub <-> LLM-Adapters)
