@@ -44,6 +44,7 @@ def fail(message: str) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from hydra.errors import InstantiationException
     from omegaconf.errors import OmegaConfBaseException
 
     from loft.core.errors import ConfigError, TrainingDiverged
@@ -61,6 +62,10 @@ def main(cfg: DictConfig) -> None:
         run(cfg)
     except (ConfigError, DataMissingError, TrainingDiverged) as err:
         fail(str(err))
+    except InstantiationException as err:  # a task's own check of its settings, raised inside Hydra's call
+        if isinstance(err.__cause__, (ConfigError, DataMissingError)):
+            fail(str(err.__cause__))
+        raise
     except OmegaConfBaseException as err:  # a value that only fails when read (an interpolation)
         fail(compose_error_line(err))
     except Interrupted as err:  # fault injection: end like a killed process, without a record

@@ -122,3 +122,16 @@ def test_cli_prints_one_error_line_and_exits_2(args, line, tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith(line), out.stderr
     assert not (tmp_path / "runs").exists(), "nothing may be written before the config is valid"
+
+
+def test_a_tasks_own_setting_check_reaches_the_cli_as_one_line(tmp_path):
+    """A ConfigError a task raises while Hydra instantiates it is printed as itself (not inside
+    Hydra's 'Error in call to target ...' wrapper), exit 2."""
+    cmd = [sys.executable, "run.py", "logger=disabled", f"paths.data_dir={DATA_DIR}", "task=humaneval",
+           "model=tiny_llama", "+task.protocol=bogus", "trainer.max_steps=0",
+           f"paths.runs_dir={tmp_path / 'runs'}", f"paths.checkpoint_dir={tmp_path / 'ckpt'}"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == "error: task.protocol='bogus': use runner or evalplus", out.stderr
+    assert "Traceback" not in out.stderr and "Error in call to target" not in out.stderr
