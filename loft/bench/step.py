@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import torch
 
 from loft.bench.memory import layer_shapes, state_formulas
-from loft.core.paths import REPO
 from loft.train.loop import optimizer_state_bytes as state_bytes
 
 METHODS = ["lora", "loft", "loft_simple", "dora", "psoft", "loft_orth_principal"]
@@ -71,18 +70,14 @@ def build_base(p: dict, seed: int) -> torch.nn.Module:
 
 def method_config(name: str, rank: int, dropout: float | None):
     """(method config, trainer config): what `run.py method=<name> rank=<rank>` gets."""
-    from hydra import compose, initialize_config_dir
+    from loft.config import CONF, compose_run
 
-    from loft.config import register_resolvers
-
-    register_resolvers()
-    if not (REPO / "conf" / "method" / f"{name}.yaml").exists():
+    if not (CONF / "method" / f"{name}.yaml").exists():
         raise LookupError(f"conf/method/{name}.yaml does not exist")
     overrides = ["logger=disabled", f"rank={rank}", f"method={name}"]
     if dropout is not None:
         overrides.append(f"adapter_dropout={dropout}")
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_run(*overrides)
     return cfg.method, cfg.trainer
 
 

@@ -4,32 +4,16 @@ swept choice names that do not exist (yet). conf/ is read through Hydra's compos
 a preset means here what it means to `python run.py -m +experiment=<name>`."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import lru_cache
 from dataclasses import dataclass, field
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig
 
-from loft.config import register_resolvers
-from loft.core.paths import REPO
+from loft.config import CONF, compose_run, hydra_on_conf
 
-CONF = REPO / "conf"
 GROUPS = ("task", "model", "method")
 SCALES = {"paper": "experiment", "cpu": "experiment/cpu"}  # scale -> Hydra config group
-
-
-@contextmanager
-def _hydra():
-    """Hydra initialised on conf/ (nested calls reuse the outer initialisation)."""
-    register_resolvers()
-    if GlobalHydra.instance().is_initialized():
-        yield GlobalHydra.instance()
-        return
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield GlobalHydra.instance()
 
 
 def group_options(group: str) -> list[str]:
@@ -39,14 +23,8 @@ def group_options(group: str) -> list[str]:
 
 @lru_cache(maxsize=None)  # conf/ does not change while a process reads it; Hydra's listing is slow
 def _group_options(group: str) -> tuple[str, ...]:
-    with _hydra() as hydra:
+    with hydra_on_conf() as hydra:
         return tuple(sorted(hydra.config_loader().get_group_options(group)))
-
-
-def compose_run(*overrides: str, hydra_node: bool = False) -> DictConfig:
-    """The config `python run.py <overrides>` composes (`hydra_node`: keep Hydra's own node)."""
-    with _hydra():
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_node)
 
 
 def compose_preset(name: str, *overrides: str) -> DictConfig:
