@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from loft.core import schema
+from loft.tables.records import load_records
 from loft.claims import external, figures
 from loft.claims import verdict as vr
 from loft.claims.analysis import ArmResult, Row, analyse
@@ -71,14 +71,8 @@ def example_command(claim: Claim) -> str:
 
 def measured_time(runs_dir: Path) -> tuple[int, float]:
     """(records, sum of their wall_time_s): each run used one thread."""
-    n, total = 0, 0.0
-    for path in Path(runs_dir).rglob("*.json"):
-        try:
-            data = schema.read(path)
-        except schema.RecordError:
-            continue
-        n, total = n + 1, total + float(data.get("wall_time_s") or 0)
-    return n, total
+    records = load_records(runs_dir, quiet=True).records
+    return len(records), sum(float(r.data.get("wall_time_s") or 0) for r in records)
 
 
 def _arm_table(claim: Claim, results: dict[str, ArmResult]) -> list[str]:
