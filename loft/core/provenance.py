@@ -8,12 +8,14 @@ from pathlib import Path
 CHUNK = 1 << 20  # bytes read at a time: data files can be gigabytes
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks (never the whole file in memory)."""
+def sha256_of(*paths: Path) -> str:
+    """Hex sha256 of a file (or of several files' bytes concatenated in order), read in chunks
+    (never a whole file in memory)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
+    for path in paths:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -11,7 +11,6 @@ described by its provenance (file name, rows, sha256) for the run record.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tasks.commonsense.sets import SETS, to_llm_adapters
 from tasks.data_files import check_rows, read_json
 from tasks.sources import HubProbe
 
-from loft.core.provenance import file_provenance
+from loft.core.provenance import file_provenance, sha256_of
 
 PREPARE_FIX = "python scripts/prepare_data.py commonsense --data-dir {data_dir}"
 PUBLISHED_FILE = "commonsense/commonsense_170k.json"  # the papers' training file (LLM-Adapters)
@@ -64,11 +63,8 @@ class TrainingRows:
             return None
         if len(self.files) == 1:
             return file_provenance(self.files[0], len(self.rows), root=self.files[0].parents[1])
-        digest = hashlib.sha256()
-        for path in self.files:  # the concatenated bytes, in reading order
-            digest.update(path.read_bytes())
         name = "+".join(f"{p.parent.name}/{p.name}" for p in self.files)
-        return {"train_file": name, "rows": len(self.rows), "sha256": digest.hexdigest()}
+        return {"train_file": name, "rows": len(self.rows), "sha256": sha256_of(*self.files)}
 
 
 class CommonsenseFiles:
